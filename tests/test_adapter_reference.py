@@ -84,6 +84,14 @@ def test_match_rank_finds_the_paper_pairing():
     assert rank == 16
 
 
+def test_match_rank_stays_within_the_layers():
+    """Without a rank range, ranks stop at the smallest adapted side: a 64-wide network's budget of 1024 is
+    RandLoRA rank 10 (7 bases per layer, 1036 parameters), not one 448-rank basis per layer (exactly 1024)."""
+    model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64))
+    assert match_rank(model, dict(name="randlora", targets=["0", "2"]), 1024) == (10, 1036)
+    assert match_rank(model, dict(name="lora", targets=["0", "2"]), 10**6) == (64, 2 * 64 * 128)
+
+
 # --- equivalence with PEFT ---------------------------------------------------------------------------------
 peft = pytest.importorskip("peft")
 

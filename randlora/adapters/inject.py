@@ -173,15 +173,20 @@ def predict_trainable(model: nn.Module, config: AdapterConfig | dict | Any) -> i
 
 
 def match_rank(model: nn.Module | Callable[[], nn.Module], config: AdapterConfig | dict | Any,
-               target_params: int, ranks: range | list[int] = range(1, 1025)) -> tuple[int, int]:
+               target_params: int, ranks: range | list[int] | None = None) -> tuple[int, int]:
     """The rank whose trainable count is closest to `target_params`: (rank, trainable count).
 
-    `model` may be a model (best built on the meta device) or a factory. Ties go to the smaller rank.
+    `model` may be a model (best built on the meta device) or a factory. Ties go to the smaller rank. By default
+    ranks run from 1 to the smallest side of any adapted layer: a larger rank is no longer a rank of that layer
+    (RandLoRA would reach a budget with one oversized basis instead of several real ones).
     """
     import dataclasses
 
     base = AdapterConfig.from_any(config)
     model = model() if callable(model) and not isinstance(model, nn.Module) else model
+    if ranks is None:
+        sides = [min(layer_shape(m)) for m in find_targets(model, base).values()]
+        ranks = range(1, min(sides, default=1024) + 1)
     best: tuple[int, int] | None = None
     for rank in ranks:
         count = predict_trainable(model, dataclasses.replace(base, rank=rank))
