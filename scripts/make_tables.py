@@ -4,6 +4,8 @@
         -> table1_commonsense.{md,tex}   Table 1: commonsense average accuracy, network × train set × adapter
         -> fig3_clip.{md,tex}            Figure 3 data: CLIP accuracy per regime and adapter, peak memory
         -> summary_<metric>.{md,tex}     per task: every configuration (rows) × adapter and rank (columns)
+        -> points_<metric>.{md,tex}      per task: one row per adapter and rank, the best lr by validation
+    The paper tables are written only when runs of their task exist (--all-tables: always).
 
 A cell reads "84.6 ± 0.2 (paper 84.6)": our mean ± std over seeds, then the paper's number from
 experiments/<name>/reference.csv; "—" where no run completed. Failed runs are counted in a footnote.
@@ -25,6 +27,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--results-dir", default="results", help="folder holding summary.csv (from aggregate.py)")
     parser.add_argument("--out-dir", default=None, help="where tables go (default RESULTS_DIR/tables)")
     parser.add_argument("--metric", default="test/acc", help="metric of the tables (default test/acc)")
+    parser.add_argument("--all-tables", action="store_true",
+                        help="write the paper's tables even when no run of their task exists (paper numbers only)")
     parser.add_argument("--network-map", action="append", default=[], metavar="BACKBONE=LABEL",
                         help="name a backbone as the paper does, e.g. my_clip=ViT-B/32 (repeatable)")
     args = parser.parse_args(argv)
@@ -60,19 +64,28 @@ def main(argv: list[str] | None = None) -> int:
               "tables will show the paper's numbers only", file=sys.stderr)
         summary = summary.assign(**{f"{metric}:mean": float("nan"), f"{metric}:std": float("nan")})
     written = []
-    for stem, tables in [
-        ("table1_commonsense", [reporting.table1_commonsense(summary, table1_ref, runs, metric, args.aliases)]),
-        ("fig3_clip", reporting.fig3_clip(summary, fig3_ref, runs, metric, args.aliases)),
-    ]:
-        filled, total = (sum(counts) for counts in zip(*(t.filled_cells() for t in tables)))
-        written += write_tables(tables, args.out_dir, stem)
-        print(f"{stem}: {filled} of {total} cells have our runs")
+    paper_tables = {"table1_commonsense": ("commonsense", lambda: [
+                        reporting.table1_commonsense(summary, table1_ref, runs, metric, args.aliases)]),
+                    "fig3_clip": ("fewshot", lambda: reporting.fig3_clip(summary, fig3_ref, runs, metric, args.aliases))}
+    tasks = set(summary["task"].dropna())
+    for stem, (task, make) in paper_tables.items():
+        if args.all_tables or task in tasks:
+            tables = make()
+            filled, total = (sum(counts) for counts in zip(*(t.filled_cells() for t in tables)))
+            written += write_tables(tables, args.out_dir, stem)
+            print(f"{stem}: {filled} of {total} cells have our runs")
+        else:
+            print(f"skipped {stem}: no {task} runs (--all-tables writes it with the paper's numbers only)")
     slug = re.sub(r"[^A-Za-z0-9]+", "_", metric).strip("_")
     per_task = [reporting.summary_table(summary[summary["task"] == task], metric, f"Summary of {task}: {metric}")
                 for task in sorted(summary["task"].dropna().unique())
                 if summary.loc[summary["task"] == task, f"{metric}:mean"].notna().any()]
     if per_task:
         written += write_tables(per_task, args.out_dir, f"summary_{slug}")
+        points = [reporting.points_table(summary[summary["task"] == task], metric, f"{task}: {metric} per adapter")
+                  for task in sorted(summary["task"].dropna().unique())
+                  if summary.loc[summary["task"] == task, f"{metric}:mean"].notna().any()]
+        written += write_tables(points, args.out_dir, f"points_{slug}")
     else:
         print(f"skipped summary_{slug}: no completed run has {metric}")
     for path in written:

@@ -388,6 +388,37 @@ def test_summary_table_any_summary(runs):
         rio.summary_table(summary, "test/f1")
 
 
+def test_points_table_one_row_per_point_lr_chosen_by_validation(tmp_path):
+    """Two lrs of LoRA r4: the one with the better val error is shown even though its test error is worse."""
+    for lr, val, test in ((1e-2, 0.30, 0.35), (1e-1, 0.40, 0.20)):
+        for seed in (0, 1, 2):
+            write_result(tmp_path, f"l4-{lr}-{seed}", task="synthetic_fullrank", backbone="mlp", adapter="lora",
+                         rank=4, lr=lr, seed=seed, trainable=1024,
+                         metrics={"val/rel_error_best": val, "test/rel_error": test + 0.01 * seed})
+    write_result(tmp_path, "ft-0", task="synthetic_fullrank", backbone="mlp", adapter="full", seed=0,
+                 trainable=8192, metrics={"val/rel_error_best": 0.01, "test/rel_error": 0.02})
+    write_result(tmp_path, "ft-1", task="synthetic_fullrank", backbone="mlp", adapter="full", seed=1,
+                 status="failed", error="FloatingPointError: loss is NaN", metrics=None)
+    table = rio.points_table(rio.summarise(rio.collect(tmp_path)), "test/rel_error")
+    assert table.header == ["adapter", "trainable", "lr", "test/rel_error", "seeds"]
+    assert table.rows == [["FT", "8,192", "0.001", "0.020 (n=1)", "1"],
+                          ["LoRA r4", "1,024", "0.01", "0.360 ± 0.010", "3"]]
+    assert any("Failed runs, not averaged in: 1" in note for note in table.footnotes)
+
+
+def test_make_tables_writes_paper_tables_only_for_their_tasks(runs_dir, tmp_path):
+    out = tmp_path / "results"
+    runs = rio.collect(runs_dir)
+    rio.write_csv(runs[runs["task"] == "synthetic_fullrank"], out / "summary.csv")
+    assert _load_script("make_tables").main(["--results-dir", str(out), "--metric", "test/rel_error"]) == 0
+    assert sorted(p.name for p in (out / "tables").iterdir()) == [
+        "points_test_rel_error.md", "points_test_rel_error.tex", "summary_test_rel_error.md",
+        "summary_test_rel_error.tex"]
+    assert "RandLoRA r2 | 420 |" in (out / "tables" / "points_test_rel_error.md").read_text()
+    assert _load_script("make_tables").main(["--results-dir", str(out), "--all-tables"]) == 0
+    assert (out / "tables" / "table1_commonsense.md").is_file()
+
+
 def test_latex_escape():
     assert rio.latex_escape("50% a_b & c — 1 ± 2") == r"50\% a\_b \& c --- 1 $\pm$ 2"
 

@@ -64,5 +64,7 @@ def build_task_data(cfg: Any, backbone: Any) -> TaskData:
         y = forward_with(teacher, x)
         splits[split] = TensorDataset(x, y)
         baseline[split] = (forward_with(weights, x) - y).pow(2).sum(-1).mean().item()
-    return TaskData(splits["train"], splits["val"], splits["test"], None, None, metric="rel_error",
+    target_rank = cfg_get(cfg, "target_rank", None)
+    subtask = "full-rank target" if target_rank is None else f"rank-{int(target_rank)} target"
+    return TaskData(splits["train"], splits["val"], splits["test"], None, None, metric="rel_error", subtask=subtask,
                     extras={"baseline_mse": baseline, "delta_norms": [d.norm().item() for d in deltas]})

@@ -50,7 +50,7 @@ KIND_TYPES = {"str": str, "int": int, "number": (int, float), "object": dict}
 CONFIG_KEYS = {"dataset": "task.dataset", "train_set": "task.train_set", "basis": "adapter.basis",
                "scaling": "adapter.scaling", "targets": "adapter.targets", "num_bases": "adapter.num_bases"}
 # config entries that legitimately differ between the seeds of one configuration
-PER_RUN_CONFIG = re.compile(r"^paths\.|^hydra\.|seed|(^|[._])(output_)?dir$|^run_id$")
+PER_RUN_CONFIG = re.compile(r"^paths\.|^hydra\.|seed|(^|[._])(output_)?dir(path)?$|^run_id$")
 
 
 class CorruptResultError(ValueError):

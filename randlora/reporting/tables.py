@@ -12,7 +12,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from randlora.reporting.summary import key_columns, metric_scale, norm_key
+from randlora.reporting.summary import best_per, key_columns, metric_scale, norm_key
 
 MISSING_CELL = "—"
 ADAPTER_LABELS = {"full": "FT", "lora": "LoRA", "loraplus": "LoRA+", "vera": "VeRA", "nola": "NoLA",
@@ -86,6 +86,40 @@ def summary_table(summary: pd.DataFrame, metric: str, title: str | None = None) 
     if n_failed := int(summary["n_failed"].fillna(0).sum()):
         notes.append(f"Failed runs, not averaged in: {n_failed}.")
     return Table(title or f"Summary: {metric}", header, rows, notes, label_columns=len(row_keys))
+
+
+POINT_KEYS = ["task", "subtask", "dataset", "regime", "backbone", "adapter", "basis", "rank", "lr_ratio"]
+
+
+def points_table(summary: pd.DataFrame, metric: str, title: str | None = None) -> Table:
+    """The points a figure draws, as a table: one row per adapter and rank (and LoRA+ ratio) of each task.
+
+    Where several configurations share a point (learning rates, a budget and a rank), the one with the best
+    validation metric is shown (:func:`~randlora.reporting.summary.best_per`), with its lr and seed count.
+    """
+    if f"{metric}:mean" not in summary.columns:
+        raise KeyError(f"metric {metric!r} not in the summary")
+    by = [k for k in POINT_KEYS if k in summary.columns]
+    chosen = best_per(summary[summary[f"{metric}:mean"].notna()], by, metric)
+    shown = [k for k in by if k not in ("adapter", "rank") and chosen[k].map(norm_key).nunique(dropna=True) > 1]
+    scale = metric_scale(metric)
+    digits = 1 if scale == 100 else 3
+    rows = []
+    for r in sorted(chosen.to_dict("records"), key=lambda r: _sort_key(
+            tuple(norm_key(r[k]) for k in shown) + (r["adapter"], r["trainable:mean"]))):
+        rank = norm_key(r["rank"])
+        rows.append([MISSING_CELL if norm_key(r[k]) is None else str(norm_key(r[k])) for k in shown] + [
+            ADAPTER_LABELS.get(r["adapter"], r["adapter"]) + ("" if rank is None else f" r{rank}"),
+            f"{int(r['trainable:mean']):,}" if _present(r.get("trainable:mean")) else MISSING_CELL,
+            f"{r['lr']:g}" if _present(r.get("lr")) else MISSING_CELL,
+            format_cell(r[f"{metric}:mean"] * scale, r[f"{metric}:std"] * scale, int(r["n"]), digits=digits),
+            str(int(r["n"]))])
+    header = shown + ["adapter", "trainable", "lr", f"{metric}{' (%)' if scale == 100 else ''}", "seeds"]
+    notes = [f"mean ± std over seeds; where several learning rates (or other settings) share a row, the one with the "
+             f"best validation score is shown."]
+    if n_failed := int(summary["n_failed"].fillna(0).sum()):
+        notes.append(f"Failed runs, not averaged in: {n_failed}.")
+    return Table(title or f"{metric} per adapter", header, rows, notes, label_columns=len(shown) + 1)
 
 
 def to_markdown(table: Table) -> str:
