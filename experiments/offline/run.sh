@@ -10,8 +10,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-RUNS=results/runs/offline
-OUT=results/offline
+RUNS=${RUNS:-results/runs/offline}   # where the raw runs go
+OUT=${OUT:-results/offline}          # where the summaries, tables and figures go
 LAUNCH="hydra/launcher=joblib hydra.launcher.n_jobs=${PARALLEL:-2}"
 SEEDS=0,1,2
 status=0
