@@ -19,6 +19,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -94,6 +95,21 @@ def _figure(panels: list[tuple[str, pd.DataFrame]], draw: Callable[[plt.Axes, pd
     return figure
 
 
+def _compact(count: float, _position: int | None = None) -> str:
+    """``500``, ``2k``, ``1.5M``: a parameter count as a short tick label."""
+    for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if count >= size:
+            return f"{count / size:g}{suffix}"
+    return f"{count:g}"
+
+
+def _count_ticks(axis: matplotlib.axis.Axis) -> None:
+    """Log-scale ticks at 1, 2 and 5 per decade, labelled 500 / 1k / 2k, with no colliding minor labels."""
+    axis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0), numticks=12))
+    axis.set_major_formatter(matplotlib.ticker.FuncFormatter(_compact))
+    axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
 def plot_params(summary: pd.DataFrame, metric: str) -> plt.Figure:
     """Figure 1 style: ``metric`` vs trainable parameters (log x); LoRA and RandLoRA as lines over ranks."""
     data = _over_datasets(_with_metric(summary, metric), metric)
@@ -114,6 +130,7 @@ def plot_params(summary: pd.DataFrame, metric: str) -> plt.Figure:
                     ax.annotate(f"r{int(rank)}", xy, textcoords="offset points", xytext=(4, 4), fontsize=7,
                                 color=_style(adapter, basis)["color"])
         ax.set(xscale="log", xlabel="trainable parameters (log scale)", ylabel=metric_label(metric))
+        _count_ticks(ax.xaxis)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
 
