@@ -1,10 +1,12 @@
 """Training: a composed config in, one ``result.json`` out.
 
-    validate -> seed -> backbone -> inject adapter -> data -> LightningModule -> fit -> test -> result.json
+    validate -> [resume plan] -> seed -> backbone -> inject adapter -> data -> LightningModule
+             -> [check checkpoint] -> fit -> test -> result.json
 
 :func:`train` does it for a config (tests call it directly); :func:`main` is the Hydra entry point behind
 ``python train.py`` and the ``randlora-train`` console script. Any exception is recorded as a failed
-result before it propagates (:func:`randlora.utils.task_wrapper.task_wrapper`).
+result before it propagates (:func:`randlora.utils.task_wrapper.task_wrapper`). ``resume=true`` or
+``resume=<path>`` continues an interrupted run from its last checkpoint (:mod:`randlora.utils.resume`).
 """
 from __future__ import annotations
 
@@ -78,29 +80,29 @@ class Loaders:
 
 
 def build_loaders(data: Any, loader: DictConfig, seed: int) -> Loaders:
-    """DataLoaders of a TaskData; the training order depends only on ``seed``.
+    """DataLoaders of a TaskData; epoch k's training order depends only on ``seed`` and k.
 
     With ``loader.group_by_length``, text datasets are batched by similar length (see
-    :mod:`randlora.utils.sampling`), which saves most of the padding compute.
+    :mod:`randlora.utils.sampling`), which saves most of the padding compute. The loader's own generator
+    (seeded) only draws the worker base seed.
     """
     import torch
     from torch.utils.data import DataLoader
 
-    from randlora.utils.sampling import LengthGroupedSampler, SortedByLengthSampler, text_lengths
+    from randlora.utils.sampling import (EpochRandomSampler, LengthGroupedSampler, SortedByLengthSampler,
+                                         text_lengths)
 
     def make(dataset: Any, train: bool) -> DataLoader | None:
         if dataset is None:
             return None
         batch_size = loader.batch_size if train else loader.eval_batch_size
         lengths = text_lengths(dataset) if loader.get("group_by_length", False) else None
-        if lengths is None:
-            sampler = None
-        elif train:
-            sampler = LengthGroupedSampler(lengths, batch_size, seed)
+        if lengths is not None:
+            sampler = LengthGroupedSampler(lengths, batch_size, seed) if train else SortedByLengthSampler(lengths)
         else:
-            sampler = SortedByLengthSampler(lengths)
-        generator = torch.Generator().manual_seed(seed) if train and sampler is None else None
-        return DataLoader(dataset, batch_size=batch_size, shuffle=train and sampler is None, sampler=sampler,
+            sampler = EpochRandomSampler(dataset, seed) if train else None
+        generator = torch.Generator().manual_seed(seed) if train and lengths is None else None
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler,
                           collate_fn=data.collate, num_workers=loader.num_workers, pin_memory=loader.pin_memory,
                           persistent_workers=loader.num_workers > 0, generator=generator)
 
@@ -170,6 +172,12 @@ class Run:
     module: AdapterModule
 
 
+def check_config(cfg: DictConfig) -> None:
+    """Every check that needs no model: the config rules, then the libraries' own config checks."""
+    validate_config(cfg)
+    check_libraries(cfg)
+
+
 def build_run(cfg: DictConfig) -> Run:
     """validate -> seed -> backbone -> inject adapter (rank matched to ``budget`` when set) -> data -> module."""
     import lightning.pytorch as pl
@@ -178,8 +186,7 @@ def build_run(cfg: DictConfig) -> Run:
     from randlora.backbones import build_backbone
     from randlora.data import build_task_data, task_info
 
-    validate_config(cfg)
-    check_libraries(cfg)
+    check_config(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     backbone = build_backbone(cfg.backbone, task_info(cfg.task))
     settings = adapter_settings(cfg.adapter, backbone)
@@ -206,17 +213,32 @@ def train(cfg: DictConfig, info: RunInfo) -> dict:
     from randlora.utils.callbacks import AdapterCheckpoint
     from randlora.utils.instantiate import instantiate_callbacks, instantiate_loggers
     from randlora.utils.logs import tidy_lightning_logging
+    from randlora.utils.resume import ResumeCheckpoint, check_checkpoint, config_fingerprint, continue_in, plan_resume
     from randlora.utils.summary import print_summary
 
     tidy_lightning_logging()
+    check_config(cfg)
+    fingerprint = config_fingerprint(cfg)  # before build_run sets adapter.rank from a budget
+    plan = plan_resume(cfg, info.run_dir, fingerprint)
     run = build_run(cfg)
+    if plan is not None:
+        check_checkpoint(plan.checkpoint, run.module)
+        if plan.run_dir is not None:
+            continue_in(cfg, info, plan.run_dir)
+        run.module.strict_loading = False  # frozen weights are not in the file; check_checkpoint compared the rest
+        log.info("resuming from %s", plan.checkpoint)
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
     history = monitor_validation(callbacks, run.module)
-    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=[*callbacks, history],
+    savers = [c for c in callbacks if isinstance(c, ResumeCheckpoint)]
+    for saver in savers:
+        saver.config_hash, saver.config = fingerprint
+    callbacks = [*(c for c in callbacks if c not in savers), history, *savers]  # save after the others updated
+    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks,
                                                   logger=instantiate_loggers(cfg.get("logger")) or False,
                                                   **trainer_overrides(cfg, run.data))
     fit_start = time.perf_counter()
-    trainer.fit(run.module, run.loaders.train, run.loaders.val)
+    trainer.fit(run.module, run.loaders.train, run.loaders.val,
+                ckpt_path=None if plan is None else str(plan.checkpoint), weights_only=True)
     fit_seconds = time.perf_counter() - fit_start
 
     # Test the best-validation adapter, unless validation *is* the test set (few-shot without a val split):
@@ -236,8 +258,12 @@ def train(cfg: DictConfig, info: RunInfo) -> dict:
         samples_per_s=run.module.samples_seen * trainer.world_size / max(fit_seconds, 1e-9),
         basis_checksum=basis_checksum(run.backbone))
     result["subtask"] = result["subtask"] or run.data.subtask
+    if plan is not None:
+        result["resumed_from"] = str(plan.checkpoint)
     if trainer.is_global_zero:
         print_summary(result, write_result(info.run_dir, result), metrics.get("test/majority_acc"))
+        for saver in savers:
+            saver.discard()
     return result
 
 

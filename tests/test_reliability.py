@@ -75,7 +75,8 @@ def trained_run(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("trained")
     csv = write_tweets_csv(root / "tweets.csv")
     cfg = training_config(root, ["backbone=tiny_bert", f"task.path={csv}", "task.train_size=40",
-                                 "task.val_size=16", "task.test_size=16", "adapter.rank=4"])
+                                 "task.val_size=16", "task.test_size=16", "adapter.rank=4",
+                                 "callbacks.resume_checkpoint.keep_last=true"])
     assert train(cfg)["status"] == "ok"
     return root / "run"
 
@@ -138,6 +139,13 @@ def _table(data: Path, trained: Path) -> list[BadInput]:
                  (str(other_bases), "checksum", "refusing to load"), script="eval.py"),
         BadInput("eval_truncated_result", (f"adapter_path={truncated / 'adapter.safetensors'}",),
                  (str(truncated / "result.json"), "not valid JSON"), script="eval.py"),
+        BadInput("resume_missing_checkpoint", (*tweets, f"resume={data / 'absent.ckpt'}"),
+                 (f"resume={data / 'absent.ckpt'}: no such checkpoint file", "resume=true")),
+        BadInput("resume_checkpoint_of_another_adapter",
+                 (*tweets, "adapter=lora", "adapter.rank=4", f"resume={trained / 'checkpoints' / 'last.ckpt'}"),
+                 ("holds a different adapter than the config's", "'name': ('randlora', 'lora')")),
+        BadInput("resume_not_a_checkpoint", (*tweets, f"resume={csv}"),
+                 (str(csv), "cannot be loaded as plain tensors and values")),
     ]
 
 
@@ -147,7 +155,8 @@ FAST_CASES = ["rank_zero", "unknown_adapter_option", "unknown_task", "unknown_ba
               "malformed_commonsense_record", "eval_basis_checksum_mismatch", "nan_loss"]
 SLOW_CASES = ["rank_not_an_integer", "lr_not_a_number", "negative_alpha", "negative_lr_ratio",
               "unknown_adapter_name", "shots_and_fraction", "dropout_out_of_range", "unknown_basis",
-              "targets_match_nothing", "eval_adapter_of_another_base_model", "eval_truncated_result"]
+              "targets_match_nothing", "eval_adapter_of_another_base_model", "eval_truncated_result",
+              "resume_missing_checkpoint", "resume_checkpoint_of_another_adapter", "resume_not_a_checkpoint"]
 
 
 @pytest.fixture(scope="module")
@@ -182,8 +191,9 @@ def test_bad_input_fails_with_one_clear_message(name, bad_input_runs):
     for text in case.expected:
         assert text in output, f"{text!r} not in:\n{output[-3000:]}"
     error_lines = [line for line in output.splitlines() if "[ERROR]" in line]
-    assert len(error_lines) <= 2, error_lines  # the failure (and where it was recorded), not a wall of text
+    assert len(error_lines) <= 1, error_lines  # the failure once (Hydra prints composition errors itself)
     assert all(r["status"] == "failed" for r in _result_files(root))  # never a result that looks ok
+    assert not [p for p in root.rglob("*") if p.suffix in (".safetensors", ".ckpt")]  # nor an adapter or checkpoint
 
 
 def test_nan_loss_is_recorded_as_failed(bad_input_runs):
@@ -203,6 +213,43 @@ def test_full_error_is_shown_when_asked_for(tmp_path):
                            f"paths.root_dir={tmp_path}"], capture_output=True, text=True, cwd=tmp_path,
                           timeout=CLI_TIMEOUT_S, env={**_env(), "HYDRA_FULL_ERROR": "1"})
     assert done.returncode != 0 and "Traceback" in done.stderr and "adapter.rank=0" in done.stderr
+
+
+def test_shots_and_fraction_are_refused_before_any_model_is_built(tmp_path, monkeypatch):
+    import randlora.backbones
+    from randlora.train import train
+    from randlora.utils.validate import ConfigError
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was built before the config was checked")
+
+    monkeypatch.setattr(randlora.backbones, "build_backbone", no_model)
+    cfg = training_config(tmp_path, ["backbone=tiny_vit", "task=fewshot", "task.dataset=eurosat", "task.shots=2",
+                                     "task.fraction=0.5", f"task.root={tmp_path / 'absent'}"])
+    with pytest.raises(ConfigError, match=r"^task.shots=2 and task.fraction=0.5 are both set: set one of them"):
+        train(cfg)
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["result.json"]
+
+
+def test_targets_matching_no_module_name_them_and_some_that_exist(tmp_path):
+    from randlora.train import train
+
+    cfg = training_config(tmp_path, ["backbone=tiny_bert", "adapter.targets=[no_such_layer]"])
+    with pytest.raises(ValueError) as caught:
+        train(cfg)
+    message = str(caught.value)
+    assert "\n" not in message and "adapter.targets=['no_such_layer']" in message and "matched no" in message
+    assert "Adaptable modules look like: [" in message and "query" in message  # names of the model's layers
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["result.json"]  # the failed result, nothing else
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["status"] == "failed"
+
+
+def test_a_failed_run_reports_its_error_once(bad_input_runs):
+    _, root, done = bad_input_runs("rank_zero")
+    output = done.stdout + done.stderr
+    assert output.count("adapter.rank=0 is invalid") == 1, output[-3000:]
+    (result,) = _result_files(root)
+    assert result["status"] == "failed" and "adapter.rank=0 is invalid" in result["error"]
 
 
 # ------------------------------------------------------------------------------------------- damaged files

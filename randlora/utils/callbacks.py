@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from pathlib import Path
 
 import lightning.pytorch as pl
+import torch
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +19,8 @@ class AdapterCheckpoint(pl.Callback):
     (``mode`` max or min; both None until the training wiring sets them to the module's validation metric,
     ``val/acc`` / max or ``val/rel_error`` / min); on improvement the adapter is saved atomically with
     :func:`randlora.adapters.save_adapter`. ``best_score`` and ``best_path`` say what was kept;
-    :meth:`restore_best` loads it back into the model, e.g. before testing.
+    :meth:`restore_best` loads it back into the model, e.g. before testing. Its state (best score, path
+    and file) is saved in resume checkpoints, so a resumed run keeps the same best adapter.
     """
 
     def __init__(self, dirpath: str, filename: str = "adapter.safetensors", monitor: str | None = None,
@@ -29,6 +32,7 @@ class AdapterCheckpoint(pl.Callback):
         self.mode = mode
         self.best_score: float | None = None
         self.best_path: Path | None = None
+        self._pending_file: torch.Tensor | None = None
 
     def _improved(self, score: float) -> bool:
         if math.isnan(score):
@@ -63,16 +67,45 @@ class AdapterCheckpoint(pl.Callback):
         return True
 
     def state_dict(self) -> dict:
-        return {"best_score": self.best_score, "best_path": None if self.best_path is None else str(self.best_path)}
+        """Best score, best path and the best adapter file's bytes (a uint8 tensor), for resuming."""
+        state: dict = {"best_score": self.best_score,
+                       "best_path": None if self.best_path is None else str(self.best_path)}
+        if self.best_path is not None and self.best_path.is_file():
+            state["best_file"] = torch.frombuffer(bytearray(self.best_path.read_bytes()), dtype=torch.uint8)
+        return state
 
     def load_state_dict(self, state_dict: dict) -> None:
+        """Take back :meth:`state_dict`; the best file is rewritten when training starts (rank 0).
+
+        The adapter file on disk may be newer than the checkpoint (an epoch that improved, then the
+        kill): the resumed run must compare against, and finally test, the adapter the checkpoint knew.
+        The file goes to this callback's own ``path``, which is a new folder's when a run is resumed there.
+        """
         self.best_score = state_dict.get("best_score")
-        best_path = state_dict.get("best_path")
-        self.best_path = Path(best_path) if best_path else None
+        self._pending_file = state_dict.get("best_file")
+        self.best_path = self.path if state_dict.get("best_path") and self._pending_file is not None else None
+
+    def _write_restored_file(self, trainer: pl.Trainer) -> None:
+        pending, self._pending_file = self._pending_file, None
+        if pending is not None and self.best_path is not None and trainer.is_global_zero:
+            self.best_path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = self.best_path.with_name(f".{self.best_path.name}.restore.tmp")
+            temporary.write_bytes(pending.numpy().tobytes())
+            os.replace(temporary, self.best_path)
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._write_restored_file(trainer)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._write_restored_file(trainer)  # strategies that restore after on_fit_start (DeepSpeed)
 
 
 class MetricHistory(pl.Callback):
-    """Record ``monitor`` after every validation (not the sanity check); ``best`` by ``mode`` (max or min)."""
+    """Record ``monitor`` after every validation (not the sanity check); ``best`` by ``mode`` (max or min).
+
+    The history is saved in resume checkpoints (``state_dict``), so a resumed run reports the same
+    best and final values as an uninterrupted one.
+    """
 
     def __init__(self, monitor: str = "val/acc", mode: str = "max") -> None:
         self.monitor = monitor

@@ -48,7 +48,7 @@ def one_line_message(error: BaseException) -> str:
     return f"{error_label(error)}: {message.strip() or type(error).__name__}"
 
 
-def _in_single_run() -> bool:
+def in_single_run() -> bool:
     """True inside a plain ``python train.py`` (not ``-m``); also True outside a Hydra app."""
     try:
         from hydra.core.hydra_config import HydraConfig
@@ -70,7 +70,7 @@ def exit_on_user_error(logger: logging.Logger) -> Iterator[None]:
     try:
         yield
     except USER_ERRORS as error:
-        if full_error_requested() or not _in_single_run():
+        if full_error_requested() or not in_single_run():
             raise
         logger.error(one_line_message(error))
         sys.exit(EXIT_USER_ERROR)

@@ -3,6 +3,11 @@
 :func:`task_wrapper` wraps a ``task(cfg) -> dict`` function: it fixes the run's id and start time, and if
 the task raises (or is interrupted) it writes ``result.json`` with ``status: failed`` and the error
 before re-raising, so a sweep's failures show up as failed results, never as missing or as ok.
+
+The error is printed once. In a single run (``python train.py``, or a call outside a Hydra app) whoever
+catches it reports it: the command line's one clear line (:mod:`randlora.utils.cli_errors`) or Hydra's
+traceback, so the wrapper only says where the failure was recorded (INFO). In a ``-m`` sweep the wrapper
+logs the error line itself: Hydra shows the traceback of the first failed job only, at the sweep's end.
 """
 from __future__ import annotations
 
@@ -48,7 +53,9 @@ def task_wrapper(task: Callable[[DictConfig, RunInfo], dict]) -> Callable[[DictC
     def wrapped(cfg: DictConfig) -> dict:
         from randlora.results import build_result, write_result
 
-        run = RunInfo(run_dir=Path(str(cfg.paths.output_dir)))
+        from randlora.utils.cli_errors import in_single_run
+
+        run = RunInfo(run_dir=Path(str(cfg.paths.output_dir)))  # the task may move it (a resumed run)
         try:
             return task(cfg, run)
         except BaseException as error:
@@ -56,7 +63,10 @@ def task_wrapper(task: Callable[[DictConfig, RunInfo], dict]) -> Callable[[DictC
                 result = build_result(cfg, run_id=run.run_id, started=run.started, status="failed",
                                       error=describe_error(error), wall_time_s=run.elapsed())
                 path = write_result(run.run_dir, result)
-                log.error("Run failed (%s); recorded in %s", describe_error(error), path)
+                if in_single_run():
+                    log.info("Failed run recorded in %s", path)
+                else:
+                    log.error("Run failed (%s); recorded in %s", describe_error(error), path)
             except Exception as write_error:  # never hide the original error
                 log.error("Run failed and its result could not be written: %s", describe_error(write_error))
             raise

@@ -2,8 +2,10 @@
 
 Each rule names a dotted key, a predicate and what is allowed; the first broken rule raises one
 :class:`ConfigError` whose message names the key, the bad value and the allowed values, e.g.
-``adapter.rank=0 is invalid: allowed is an integer > 0``. The libraries (adapters, backbones, data)
-validate their own fields again when they are built; these rules catch the common mistakes first.
+``adapter.rank=0 is invalid: allowed is an integer > 0``. :data:`EXCLUSIVE` lists keys that must not be
+set together (``task.shots`` and ``task.fraction``). The libraries (adapters, backbones, data) validate
+their own fields again when they are built; these rules catch the common mistakes first, before any
+model is built or any file is written.
 """
 from __future__ import annotations
 
@@ -74,6 +76,14 @@ RULES: list[tuple[str, bool, Callable[[Any], bool], str]] = [
     ("loader.eval_batch_size", True, int_at_least(1), "an integer >= 1"),
     ("loader.num_workers", True, int_at_least(0), "an integer >= 0"),
     ("budget", False, optional(int_at_least(1)), "a trainable-parameter count >= 1 or null"),
+    ("resume", False, lambda v: v is None or isinstance(v, bool) or (isinstance(v, str) and v.strip() != ""),
+     "null, true (the newest interrupted run of this config) or the path of a .ckpt file"),
+]
+
+# (key, other key, what to do): at most one of the two may be set (not null).
+EXCLUSIVE: list[tuple[str, str, str]] = [
+    ("task.shots", "task.fraction", "set one of them (shots: images per class, fraction: of each class's "
+                                    "training images) and the other to null"),
 ]
 
 
@@ -86,7 +96,7 @@ def _select(cfg: DictConfig, key: str) -> Any:
 
 
 def validate_config(cfg: DictConfig) -> None:
-    """Raise :class:`ConfigError` for the first rule in :data:`RULES` that ``cfg`` breaks."""
+    """Raise :class:`ConfigError` for the first rule in :data:`RULES` or :data:`EXCLUSIVE` that ``cfg`` breaks."""
     for key, required, check, allowed in RULES:
         value = _select(cfg, key)
         if value is _ABSENT:
@@ -95,3 +105,7 @@ def validate_config(cfg: DictConfig) -> None:
             continue
         if not check(value):
             raise ConfigError(f"{key}={value!r} is invalid: allowed is {allowed}")
+    for key, other, advice in EXCLUSIVE:
+        value, other_value = _select(cfg, key), _select(cfg, other)
+        if value not in (None, _ABSENT) and other_value not in (None, _ABSENT):
+            raise ConfigError(f"{key}={value!r} and {other}={other_value!r} are both set: {advice}")
