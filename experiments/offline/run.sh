@@ -40,7 +40,8 @@ tweets() {
   # LoRA 5e-4/2e-3/5e-3, RandLoRA 2e-4/5e-4 (1e-3 was already unstable), VeRA 1e-2/3e-2 (its paper lr and
   # above), NoLA 5e-4/5e-3, FT 5e-5/5e-4 (5e-5: the usual lr for a whole BERT-like encoder); LoRA+ at 2e-3,
   # between LoRA's best for ranks 4 and 16. LoRA ranks 4 and 16 (167,043 and 664,707 trainable with the head)
-  # and RandLoRA at those budgets (ranks 39 and 9); LoRA+ at rank 8 with lr_ratio 1 (= LoRA), 4 and 16.
+  # and RandLoRA at those budgets (ranks 35 and 8: 167,079 and 678,531 trainable); LoRA+ at rank 8 with
+  # lr_ratio 1 (= LoRA), 4 and 16.
   local common="experiment=quickstart paths.runs_dir=$RUNS/tweets seed=$SEEDS"
   sweep $common adapter=lora adapter.rank=4,16 optim.lr=5e-4,2e-3,5e-3
   sweep $common adapter=randlora budget=167043,664707 optim.lr=2e-4,5e-4
