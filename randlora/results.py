@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -52,14 +53,32 @@ def write_json_atomic(path: str | Path, payload: Any) -> Path:
     return path
 
 
+def reset_peak_memory() -> None:
+    """Start this run's peak-memory count afresh: a sweep worker (joblib, submitit) runs many jobs in one process,
+    and both CUDA's counter and the process's peak RSS would otherwise carry the earlier jobs' peaks."""
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.reset_peak_memory_stats()
+    try:  # Linux: writing 5 to clear_refs resets the peak resident set size (VmHWM) to the current one
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass  # not Linux, or not allowed: peak_memory_mb then falls back to the process's lifetime peak
+
+
 def peak_memory_mb() -> float:
-    """Peak CUDA memory allocated by this process when CUDA was used, else the process's peak RSS, in MiB."""
+    """Peak CUDA memory allocated when CUDA was used, else the process's peak RSS (since the last
+    :func:`reset_peak_memory` on Linux), in MiB."""
     import torch
 
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         return torch.cuda.max_memory_allocated() / 2**20
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+    try:
+        status = Path("/proc/self/status").read_text()
+        return int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.M).group(1)) / 2**10
+    except (OSError, AttributeError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+        return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
 def git_commit(directory: str | Path | None = None) -> str | None:

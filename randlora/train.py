@@ -209,7 +209,7 @@ def train(cfg: DictConfig, info: RunInfo) -> dict:
     import lightning.pytorch as pl
 
     from randlora.adapters import basis_checksum, count_parameters, save_adapter
-    from randlora.results import ADAPTER_FILE, build_result, write_result
+    from randlora.results import ADAPTER_FILE, build_result, reset_peak_memory, write_result
     from randlora.utils.callbacks import AdapterCheckpoint
     from randlora.utils.instantiate import instantiate_callbacks, instantiate_loggers
     from randlora.utils.logs import tidy_lightning_logging
@@ -217,6 +217,7 @@ def train(cfg: DictConfig, info: RunInfo) -> dict:
     from randlora.utils.summary import print_summary
 
     tidy_lightning_logging()
+    reset_peak_memory()  # this run's peak, not an earlier job's in the same sweep worker
     check_config(cfg)
     fingerprint = config_fingerprint(cfg)  # before build_run sets adapter.rank from a budget
     plan = plan_resume(cfg, info.run_dir, fingerprint)

@@ -9,11 +9,12 @@ from types import SimpleNamespace
 
 import pytest
 from omegaconf import open_dict
+import torch
 from torch import nn
 
 from helpers_training import training_config, write_commonsense, write_image_folder, write_tweets_csv
 from randlora.optim import build_optimizer, lr_factor
-from randlora.results import write_json_atomic
+from randlora.results import peak_memory_mb, reset_peak_memory, write_json_atomic
 from randlora.train import adapter_settings, train
 from randlora.utils.validate import ConfigError
 
@@ -30,6 +31,17 @@ def test_lr_factor_warms_up_linearly_then_follows_the_schedule():
     assert lr_factor(19, 0, 20, "constant") == 1.0
     with pytest.raises(ValueError, match="optim.schedule"):
         lr_factor(5, 0, 20, "step")
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="peak RSS reset is Linux-only")
+def test_peak_memory_is_per_run_not_per_process():
+    """A sweep worker runs many jobs in one process: each run's peak must not carry an earlier job's."""
+    big = torch.ones(64 * 2**20)  # 256 MiB of float32
+    big.add_(1)
+    with_big = peak_memory_mb()
+    del big
+    reset_peak_memory()
+    assert peak_memory_mb() < with_big - 200
 
 
 def test_optimizer_trains_only_trainable_parameters_with_loraplus_ratio():

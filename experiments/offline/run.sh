@@ -54,7 +54,7 @@ tweets() {
 report() {
   for part in synthetic tweets; do
     [ -d "$RUNS/$part" ] || { echo "no runs in $RUNS/$part: run '$0 $part' first"; status=1; continue; }
-    local metric=test/acc figures="--only params --only memory --only heatmap"
+    local metric=test/acc figures="--only params --only heatmap"  # CPU peak RSS says little about adapters
     [ "$part" = synthetic ] && metric=test/rel_error figures="--only params"
     python scripts/aggregate.py "$RUNS/$part" --out-dir "$OUT/$part" || status=1
     python scripts/make_tables.py --results-dir "$OUT/$part" --metric "$metric" || status=1
