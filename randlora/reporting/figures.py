@@ -127,11 +127,12 @@ def plot_params(summary: pd.DataFrame, metric: str) -> plt.Figure:
                         **_style(adapter, basis))
             for rank, xy in zip(points["rank"], zip(x, y)):
                 if is_line and norm_key(rank) is not None:
-                    ax.annotate(f"r{int(rank)}", xy, textcoords="offset points", xytext=(4, 4), fontsize=7,
+                    ax.annotate(f"r{int(rank)}", xy, textcoords="offset points", fontsize=7,  # LoRA above, others below
+                                xytext=(5, 4) if adapter == "lora" else (5, -10),
                                 color=_style(adapter, basis)["color"])
         ax.set(xscale="log", xlabel="trainable parameters (log scale)", ylabel=metric_label(metric))
         _count_ticks(ax.xaxis)
-        ax.grid(True, which="both", alpha=0.3)
+        ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=8)
 
     return _figure(_panels(data, PANEL_KEYS), draw,
