@@ -49,8 +49,10 @@ KIND_TYPES = {"str": str, "int": int, "number": (int, float), "object": dict}
 # configuration columns read from the stored config (column -> dotted path) unless the field is top-level
 CONFIG_KEYS = {"dataset": "task.dataset", "train_set": "task.train_set", "basis": "adapter.basis",
                "scaling": "adapter.scaling", "targets": "adapter.targets", "num_bases": "adapter.num_bases"}
-# config entries that legitimately differ between the seeds of one configuration
-PER_RUN_CONFIG = re.compile(r"^paths\.|^hydra\.|seed|(^|[._])(output_)?dir(path)?$|^run_id$")
+# config entries that legitimately differ between the seeds of one configuration (where a run writes,
+# whether it resumed or keeps its last checkpoint)
+PER_RUN_CONFIG = re.compile(r"^paths\.|^hydra\.|seed|(^|[._])(output_)?dir(path)?$|^run_id$"
+                            r"|^resume$|^callbacks\.resume_checkpoint\.")  # checkpointing does not change a result
 
 
 class CorruptResultError(ValueError):
