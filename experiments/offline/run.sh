@@ -37,13 +37,13 @@ synthetic() {
 tweets() {
   # The quickstart task (MiniLM-L6, 1 epoch of 1500 tweets). Its lr, 5e-4, was tuned for RandLoRA, so every
   # adapter gets an lr grid around its usual range and each point keeps its best lr by val accuracy:
-  # LoRA 5e-4..1e-2, RandLoRA 2e-4..1e-3, VeRA 1e-2..1e-1 (from its paper lr up), NoLA 5e-4..1e-2, FT 5e-5..1e-3
+  # LoRA 5e-4..1e-2, RandLoRA 2e-4..2e-3, VeRA 1e-2..1e-1 (from its paper lr up), NoLA 5e-4..1e-2, FT 5e-5..1e-3
   # (5e-5: the usual lr for a whole BERT-like encoder); LoRA+ at 2e-3, between LoRA's best for ranks 4 and 16.
   # LoRA ranks 4 and 16 (167,043 and 664,707 trainable with the head) and RandLoRA at those budgets (ranks 35
   # and 8: 167,079 and 678,531 trainable); LoRA+ at rank 8 with lr_ratio 1 (= LoRA), 4 and 16.
   local common="experiment=quickstart paths.runs_dir=$RUNS/tweets seed=$SEEDS"
   sweep $common adapter=lora adapter.rank=4,16 optim.lr=5e-4,2e-3,5e-3,1e-2
-  sweep $common adapter=randlora budget=167043,664707 optim.lr=2e-4,5e-4,1e-3
+  sweep $common adapter=randlora budget=167043,664707 optim.lr=2e-4,5e-4,1e-3,2e-3
   sweep $common adapter=vera optim.lr=1e-2,3e-2,1e-1
   sweep $common adapter=nola optim.lr=5e-4,5e-3,1e-2
   sweep $common adapter=full optim.lr=5e-5,5e-4,1e-3
