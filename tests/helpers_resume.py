@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Sequence
 
 import lightning.pytorch as pl
+import pytest
+import torch
 
 from randlora.utils.config import REPO_ROOT
 
@@ -20,6 +22,15 @@ SYNTHETIC = ("backbone=synthetic_mlp", "task=synthetic_fullrank", "adapter=randl
 # In-process runs start from debug=fast (2 batches per split): lift its limits.
 NO_LIMITS = ("trainer.limit_train_batches=null", "trainer.limit_val_batches=null", "trainer.limit_test_batches=null")
 COMPARED_METRICS = ("val/rel_error_best", "val/rel_error_final", "test/rel_error")
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny matrices: one thread is faster (and steadier on a busy machine) than two. Autouse where imported."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 class InterruptedTraining(RuntimeError):

@@ -7,19 +7,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from helpers_resume import COMPARED_METRICS, NO_LIMITS, SYNTHETIC
+from helpers_resume import COMPARED_METRICS, NO_LIMITS, SYNTHETIC, one_thread  # noqa: F401 (autouse fixture)
 from helpers_training import training_config, write_tweets_csv
 from randlora.adapters import basis_checksum
 from randlora.train import build_run, train
 from randlora.utils.sampling import EpochRandomSampler, LengthGroupedSampler
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _synthetic(tmp_path, *overrides: str, run: str):

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from helpers_resume import (COMPARED_METRICS, NO_LIMITS, SYNTHETIC, InterruptedTraining, StopAtEpoch, cli_env,
-                            read_results, run_folders, start_training, train_command)
+                            one_thread, read_results, run_folders, start_training, train_command)  # noqa: F401
 from helpers_training import training_config
 from randlora.train import train
 from randlora.utils.resume import (CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT, METADATA_KEY, check_checkpoint,
@@ -36,15 +36,6 @@ def _assert_same_metrics(resumed: dict, uninterrupted: dict) -> None:
 
 def _config(tmp_path: Path, *overrides: str, run: str = "run"):
     return training_config(tmp_path, [*SYNTHETIC, *NO_LIMITS, *overrides], run=run)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny matrices: one thread is faster (and steadier on a busy machine) than two."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture
