@@ -77,15 +77,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"skipped {stem}: no {task} runs (--all-tables writes it with the paper's numbers only)")
     slug = re.sub(r"[^A-Za-z0-9]+", "_", metric).strip("_")
-    per_task = [reporting.summary_table(summary[summary["task"] == task], metric, f"Summary of {task}: {metric}")
-                for task in sorted(summary["task"].dropna().unique())
-                if summary.loc[summary["task"] == task, f"{metric}:mean"].notna().any()]
+    per_task = {task: rows for task, rows in summary.groupby("task", sort=True)  # tasks that measured metric
+                if rows[f"{metric}:mean"].notna().any()}
     if per_task:
-        written += write_tables(per_task, args.out_dir, f"summary_{slug}")
-        points = [reporting.points_table(summary[summary["task"] == task], metric, f"{task}: {metric} per adapter")
-                  for task in sorted(summary["task"].dropna().unique())
-                  if summary.loc[summary["task"] == task, f"{metric}:mean"].notna().any()]
-        written += write_tables(points, args.out_dir, f"points_{slug}")
+        written += write_tables([reporting.summary_table(rows, metric, f"Summary of {task}: {metric}")
+                                 for task, rows in per_task.items()], args.out_dir, f"summary_{slug}")
+        written += write_tables([reporting.points_table(rows, metric, f"{task}: {metric} per adapter")
+                                 for task, rows in per_task.items()], args.out_dir, f"points_{slug}")
     else:
         print(f"skipped summary_{slug}: no completed run has {metric}")
     for path in written:

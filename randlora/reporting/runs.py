@@ -29,6 +29,8 @@ from typing import Any, Mapping
 
 import pandas as pd
 
+from randlora.utils.config import flatten_config
+
 SCHEMA_VERSION = 1
 RESULT_FILE = "result.json"
 STATUSES = ("ok", "failed", "corrupt", "incomplete")  # the first two are written by runs, the others found here
@@ -159,13 +161,6 @@ def _run_row(result: Mapping[str, Any], path: Path, config_fields: Mapping[str, 
     return {**row, **(result.get("metrics") or {})}
 
 
-def _flatten(config: Any, prefix: str = "") -> dict[str, str]:
-    """Leaves of a nested config as ``{"task.shots": "16"}``, each value JSON-encoded for comparison."""
-    if isinstance(config, Mapping):
-        return {k: v for name, value in config.items() for k, v in _flatten(value, f"{prefix}{name}.").items()}
-    return {prefix[:-1]: json.dumps(config, sort_keys=True, default=str)} if prefix else {}
-
-
 def _mark_config_differences(rows: list[dict[str, Any]], configs: dict[int, dict[str, str]],
                              keys: list[str]) -> None:
     """Set ``config_differs`` on the rows of each configuration whose stored configs differ (seeds aside)."""
@@ -209,7 +204,7 @@ def collect(runs_dir: Path | str, config_fields: Mapping[str, str] | None = None
             rows.append({**_keys_from_path(path.parent, runs_dir), "status": "corrupt", "error": err.reason,
                          "path": str(path)})
             continue
-        configs[len(rows)] = _flatten(result.get("config") or {})
+        configs[len(rows)] = flatten_config(result.get("config") or {})
         rows.append(_run_row(result, path, config_fields))
     _mark_config_differences(rows, configs, KEY_COLUMNS + list(config_fields))
     for run_dir in sorted(runs_dir.glob("*/*/*/*")):

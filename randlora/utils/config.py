@@ -12,10 +12,11 @@ Resolvers (registered once, on import of :mod:`randlora.train` / :mod:`randlora.
 """
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -81,3 +82,10 @@ def choice(cfg: DictConfig, group: str) -> str | None:
         except ValueError:  # not inside a Hydra app
             return None
     return choices.get(group)
+
+
+def flatten_config(config: Any, prefix: str = "") -> dict[str, str]:
+    """Leaves of a nested config dict as ``{"task.shots": "16"}``, each value JSON-encoded for comparison."""
+    if isinstance(config, Mapping):
+        return {k: v for name, value in config.items() for k, v in flatten_config(value, f"{prefix}{name}.").items()}
+    return {prefix[:-1]: json.dumps(config, sort_keys=True, default=str)} if prefix else {}

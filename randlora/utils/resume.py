@@ -67,6 +67,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from randlora.utils.config import flatten_config
+
 if TYPE_CHECKING:
     from randlora.utils.task_wrapper import RunInfo
 
@@ -96,18 +98,9 @@ def config_fingerprint(cfg: DictConfig) -> tuple[str, dict]:
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest(), config
 
 
-def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(node, dict):
-        return {prefix: node}
-    flat: dict[str, Any] = {}
-    for key, value in node.items():
-        flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-    return flat
-
-
 def differing_keys(a: dict, b: dict) -> list[str]:
     """Dotted keys whose values differ between two nested config dicts."""
-    flat_a, flat_b = _flatten(a), _flatten(b)
+    flat_a, flat_b = flatten_config(a), flatten_config(b)
     return sorted(k for k in flat_a.keys() | flat_b.keys() if flat_a.get(k, "<absent>") != flat_b.get(k, "<absent>"))
 
 
