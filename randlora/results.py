@@ -53,29 +53,88 @@ def write_json_atomic(path: str | Path, payload: Any) -> Path:
     return path
 
 
+class _RssSampler:
+    """Peak resident set size since :meth:`restart`, sampled every ``interval`` seconds from ``/proc/self/statm``.
+
+    The fallback where the kernel ignores a write to ``clear_refs`` (some sandboxes and VM kernels): a
+    background thread keeps the largest RSS seen, so a run's peak still excludes earlier jobs' peaks.
+    Peaks shorter than the interval can be missed; training runs hold their peak for many steps."""
+
+    def __init__(self, interval: float = 0.02):
+        self.interval, self.peak, self._thread = interval, 0.0, None
+
+    @staticmethod
+    def rss_mb() -> float:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    def restart(self) -> None:
+        self.peak = self.rss_mb()
+        if self._thread is None:
+            import threading
+
+            self._thread = threading.Thread(target=self._run, name="rss-peak-sampler", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        import time
+
+        while self._thread is not None:
+            self.peak = max(self.peak, self.rss_mb())
+            time.sleep(self.interval)
+
+    def stop(self) -> None:
+        self._thread = None
+
+    def read(self) -> float:
+        self.peak = max(self.peak, self.rss_mb())
+        return self.peak
+
+
+_RSS_SAMPLER: _RssSampler | None = None  # started only where the kernel does not honour the clear_refs reset
+CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+def _vm_kib(field: str) -> int:
+    return int(re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M).group(1))
+
+
 def reset_peak_memory() -> None:
     """Start this run's peak-memory count afresh: a sweep worker (joblib, submitit) runs many jobs in one process,
-    and both CUDA's counter and the process's peak RSS would otherwise carry the earlier jobs' peaks."""
+    and both CUDA's counter and the process's peak RSS would otherwise carry the earlier jobs' peaks.
+
+    On Linux, writing 5 to ``/proc/self/clear_refs`` resets the peak RSS (VmHWM) to the current RSS. Whether it
+    did is checked (VmHWM must come down to about VmRSS); where it did not, an RSS sampler takes over."""
+    global _RSS_SAMPLER
     import torch
 
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         torch.cuda.reset_peak_memory_stats()
-    try:  # Linux: writing 5 to clear_refs resets the peak resident set size (VmHWM) to the current one
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass  # not Linux, or not allowed: peak_memory_mb then falls back to the process's lifetime peak
+    if _RSS_SAMPLER is not None:
+        _RSS_SAMPLER.restart()
+        return
+    try:
+        CLEAR_REFS.write_text("5")
+        if _vm_kib("VmHWM") <= _vm_kib("VmRSS") + 16 * 2**10:  # reset honoured (16 MiB: RSS grows meanwhile)
+            return
+    except (OSError, AttributeError):
+        if not Path("/proc/self/statm").exists():
+            return  # not Linux: peak_memory_mb falls back to the process's lifetime peak
+    _RSS_SAMPLER = _RssSampler()
+    _RSS_SAMPLER.restart()
 
 
 def peak_memory_mb() -> float:
-    """Peak CUDA memory allocated when CUDA was used, else the process's peak RSS (since the last
-    :func:`reset_peak_memory` on Linux), in MiB."""
+    """Peak CUDA memory allocated when CUDA was used, else the process's peak RSS since the last
+    :func:`reset_peak_memory` (Linux; elsewhere the process's lifetime peak), in MiB."""
     import torch
 
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         return torch.cuda.max_memory_allocated() / 2**20
+    if _RSS_SAMPLER is not None:
+        return _RSS_SAMPLER.read()
     try:
-        status = Path("/proc/self/status").read_text()
-        return int(re.search(r"^VmHWM:\s+(\d+) kB", status, re.M).group(1)) / 2**10
+        return _vm_kib("VmHWM") / 2**10
     except (OSError, AttributeError):
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
         return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
