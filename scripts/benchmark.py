@@ -38,7 +38,9 @@ Metrics, per case:
                  safetensors file; PEFT: `save_pretrained` with its defaults, VeRA/RandLoRA projections included).
 Ratios: ratio_to_lora / peak_ratio_to_lora against the LoRA of the same implementation on the same workload,
 ratio_to_ft against FT, ratio_to_peft_same_method / peak_ratio_to_peft_same_method against PEFT's row for the
-same method (LoRA+ against PEFT LoRA, sparse RandLoRA against PEFT's dense RandLoRA). Time ratios use step_ms.
+same method (LoRA+ against PEFT LoRA, sparse RandLoRA against PEFT's dense RandLoRA). Time ratios (ratio_* from
+step_ms, cpu_ratio_* from step_cpu_ms) are medians over the timed rounds of the two cases' ratio within a round:
+a round runs every case back to back, so load that drifts between rounds cancels.
 Output: <out>/<device>-<date>.csv (one row per case), <out>/<device>-<date>.png, and a printed table.
 All cases of a workload live at once: adapter cases share the frozen base weights (no copy), FT has its own.
 """
@@ -456,9 +458,17 @@ def add_ratios(rows: list[dict]) -> None:
         row["peak_ratio_to_peft_same_method"] = _ratio(row, peft, "peak_mb")
 
 
+ROUND_TIMES = {"step_ms": "_round_s", "step_cpu_ms": "_round_cpu_s"}  # per-round times kept out of the CSV
+
+
 def _ratio(row: dict, reference: dict | None, key: str) -> float | str:
+    """``row[key] / reference[key]``; for step times, the median over timed rounds of the two cases' ratio in the
+    same round. Cases of a round run back to back, so pairing cancels load that drifts between rounds."""
     if reference is None or not reference[key]:
         return ""
+    mine, theirs = row.get(ROUND_TIMES.get(key, "")), reference.get(ROUND_TIMES.get(key, ""))
+    if mine and theirs and len(mine) == len(theirs) and all(theirs):
+        return round(statistics.median(a / b for a, b in zip(mine, theirs)), 3)
     return round(row[key] / reference[key], 3)
 
 
@@ -635,6 +645,7 @@ def run_workload(workload: Workload, args: argparse.Namespace) -> list[dict]:
         row.update(trainable=count_parameters(run.model)[0], step_ms=1e3 * statistics.median(run.times),
                    step_ms_min=1e3 * min(run.times), step_cpu_ms=1e3 * statistics.median(run.cpu_times),
                    peak_mb=run.peak_bytes / 2**20, file_bytes=file_bytes,
+                   _round_s=list(run.times), _round_cpu_s=list(run.cpu_times),
                    notes="; ".join(filter(None, [run.case.notes, path_note])))
     runs.clear()
     del base, batch

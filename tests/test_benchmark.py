@@ -90,6 +90,15 @@ def test_tiny_run_values_are_sane(tiny_run):
 
 
 # --- helpers --------------------------------------------------------------------------------------------
+def test_time_ratios_pair_the_cases_round_by_round():
+    """Load drifting between rounds cancels: the ratio is the median of same-round ratios, not of medians."""
+    mine = {"step_ms": 10.0, "_round_s": [1.0, 10.0, 10.5]}
+    theirs = {"step_ms": 10.0, "_round_s": [1.1, 11.0, 10.0]}  # the same medians, but 10 % slower in 2 rounds of 3
+    assert bench._ratio(mine, theirs, "step_ms") == pytest.approx(1 / 1.1, abs=1e-3)
+    assert bench._ratio({"peak_mb": 3.0}, {"peak_mb": 2.0}, "peak_mb") == 1.5  # one value per case: plain ratio
+    assert bench._ratio(mine, None, "step_ms") == ""
+
+
 def test_live_bytes_counts_shared_storage_once():
     weight = torch.zeros(100, 10)
     a, b = nn.Linear(10, 100), nn.Linear(10, 100)
