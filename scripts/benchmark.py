@@ -28,6 +28,9 @@ Metrics, per case:
                  steps are interleaved across the cases of a workload (round-robin), so load from other
                  processes on a shared machine spreads evenly over them.
     step_cpu_ms  median CPU time of this process per step (all threads), the number to trust on a busy machine.
+    gflop        floating-point operations of one step's matrix products (forward + backward, 2 per multiply-add),
+                 counted by torch's FlopCounterMode from operand shapes: free of timing noise, so the structural cost
+                 of each method can be compared even on a busy machine. Elementwise work and AdamW are not counted.
     peak_mb      peak memory held by this case's tensors during a step, in MiB: the bytes live when a step
                  starts (distinct storages of parameters, buffers, gradients, optimizer state and the batch) plus
                  the most the step allocates on top of them. CUDA: max_memory_allocated − memory_allocated around
@@ -36,7 +39,7 @@ Metrics, per case:
                  out, not what the process keeps in free lists, and the same way on both devices.
     trainable    trainable parameters;  file_bytes: size of the saved adapter (ours: `save_adapter`, one
                  safetensors file; PEFT: `save_pretrained` with its defaults, VeRA/RandLoRA projections included).
-Ratios: ratio_to_lora / peak_ratio_to_lora against the LoRA of the same implementation on the same workload,
+Ratios: ratio_to_lora / peak_ratio_to_lora / flop_ratio_to_lora against the LoRA of the same implementation on the same workload,
 ratio_to_ft against FT, ratio_to_peft_same_method / peak_ratio_to_peft_same_method against PEFT's row for the
 same method (LoRA+ against PEFT LoRA, sparse RandLoRA against PEFT's dense RandLoRA). Time ratios (ratio_* from
 step_ms, cpu_ratio_* from step_cpu_ms) are medians over the timed rounds of the two cases' ratio within a round:
@@ -75,9 +78,10 @@ from randlora.adapters import save_adapter  # noqa: E402
 
 WORKLOADS = ("vit", "clip", "clip_mlp", "llama")
 RATIO_COLUMNS = ["ratio_to_lora", "ratio_to_ft", "ratio_to_peft_same_method", "cpu_ratio_to_lora", "cpu_ratio_to_ft",
-                 "cpu_ratio_to_peft_same_method", "peak_ratio_to_lora", "peak_ratio_to_peft_same_method"]
-CSV_COLUMNS = ["workload", "method", "impl", "rank", "trainable", "step_ms", "step_ms_min", "step_cpu_ms", "peak_mb",
-               "file_bytes", *RATIO_COLUMNS, "status", "notes", "device", "dtype", "threads", "batch", "tokens",
+                 "cpu_ratio_to_peft_same_method", "peak_ratio_to_lora", "peak_ratio_to_peft_same_method",
+                 "flop_ratio_to_lora", "flop_ratio_to_ft", "flop_ratio_to_peft_same_method"]
+CSV_COLUMNS = ["workload", "method", "impl", "rank", "trainable", "step_ms", "step_ms_min", "step_cpu_ms", "gflop",
+               "peak_mb", "file_bytes", *RATIO_COLUMNS, "status", "notes", "device", "dtype", "threads", "batch", "tokens",
                "steps"]
 LR, WEIGHT_DECAY, LORA_RANK, VERA_RANK, NOLA_BASES, LORAPLUS_RATIO = 1e-4, 0.01, 32, 256, 1024, 16.0
 
@@ -362,6 +366,7 @@ class CaseRun:
     times: list[float] = field(default_factory=list)
     cpu_times: list[float] = field(default_factory=list)
     peak_bytes: int = 0
+    flops: int = 0
     paths: dict[str, int] = field(default_factory=dict)
 
 
@@ -389,6 +394,25 @@ def set_up(workload: Workload, case: Case, base: nn.Module, batch: dict[str, tor
         step()
     _sync(device)
     return run
+
+
+def count_flops(step: Callable[[], None]) -> int:
+    """Floating-point operations of one step's matrix products (forward and backward; 2 per multiply-add), counted
+    by torch's FlopCounterMode from the shapes of the aten calls, so the number has no timing noise. Added to its
+    table: the in-place GEMM our adapters accumulate with (``addmm_``) and CPU's attention kernels. Elementwise
+    work (activations, norms, AdamW) is not counted."""
+    from torch.utils import flop_counter as fc
+
+    aten = torch.ops.aten
+    formulas = {aten.addmm_: fc.addmm_flop, aten.baddbmm_: fc.baddbmm_flop,
+                aten._scaled_dot_product_flash_attention_for_cpu: fc.sdpa_flop,
+                aten._scaled_dot_product_flash_attention_for_cpu_backward: fc.sdpa_backward_flop}
+    # the module's formulas are already wrapped to take tensors; custom_mapping wants them on shapes
+    extra = {op: getattr(formula, "__wrapped__", formula) for op, formula in formulas.items()}
+    counter = fc.FlopCounterMode(display=False, custom_mapping=extra)
+    with counter:
+        step()
+    return counter.get_total_flops()
 
 
 def measure_peak(run: CaseRun, device: torch.device, profile_path: Path | None) -> int:
@@ -454,8 +478,10 @@ def add_ratios(rows: list[dict]) -> None:
         for suffix, reference in [("lora", lora), ("ft", ft), ("peft_same_method", peft)]:
             row[f"ratio_to_{suffix}"] = _ratio(row, reference, "step_ms")
             row[f"cpu_ratio_to_{suffix}"] = _ratio(row, reference, "step_cpu_ms")
-        row["peak_ratio_to_lora"] = _ratio(row, lora, "peak_mb")
-        row["peak_ratio_to_peft_same_method"] = _ratio(row, peft, "peak_mb")
+        for prefix, key in [("peak", "peak_mb"), ("flop", "gflop")]:
+            for suffix, reference in [("lora", lora), ("ft", ft), ("peft_same_method", peft)]:
+                if f"{prefix}_ratio_to_{suffix}" in RATIO_COLUMNS:
+                    row[f"{prefix}_ratio_to_{suffix}"] = _ratio(row, reference, key)
 
 
 ROUND_TIMES = {"step_ms": "_round_s", "step_cpu_ms": "_round_cpu_s"}  # per-round times kept out of the CSV
@@ -475,10 +501,12 @@ def _ratio(row: dict, reference: dict | None, key: str) -> float | str:
 def print_table(rows: list[dict], file=sys.stdout) -> None:
     """The rows as an aligned text table (times in ms, memory in MiB, file in MB, ratios as ×)."""
     columns = [("workload", "workload"), ("method", "method"), ("impl", "impl"), ("rank", "rank"),
-               ("trainable", "trainable"), ("step_ms", "step_ms"), ("step_cpu_ms", "cpu_ms"), ("peak_mb", "peak_mb"),
+               ("trainable", "trainable"), ("step_ms", "step_ms"), ("step_cpu_ms", "cpu_ms"), ("gflop", "GFLOP"),
+               ("peak_mb", "peak_mb"),
                ("file_bytes", "file_MB"), ("ratio_to_lora", "×LoRA"), ("ratio_to_ft", "×FT"),
                ("ratio_to_peft_same_method", "×PEFT"), ("cpu_ratio_to_lora", "cpu×LoRA"),
-               ("cpu_ratio_to_ft", "cpu×FT"), ("cpu_ratio_to_peft_same_method", "cpu×PEFT"), ("peak_ratio_to_lora", "mem×LoRA"),
+               ("cpu_ratio_to_ft", "cpu×FT"), ("cpu_ratio_to_peft_same_method", "cpu×PEFT"),
+               ("flop_ratio_to_lora", "flop×LoRA"), ("flop_ratio_to_ft", "flop×FT"), ("peak_ratio_to_lora", "mem×LoRA"),
                ("peak_ratio_to_peft_same_method", "mem×PEFT"), ("status", "status")]
 
     def cell(row: dict, key: str) -> str:
@@ -491,6 +519,8 @@ def print_table(rows: list[dict], file=sys.stdout) -> None:
             return f"{value:,}"
         if key in ("step_ms", "step_cpu_ms", "peak_mb"):
             return f"{value:.0f}"
+        if key == "gflop":
+            return f"{value:.1f}"
         return str(value)
 
     lines = [[title for _, title in columns]] + [[cell(r, key) for key, _ in columns] for r in rows]
@@ -540,8 +570,8 @@ def write_csv(rows: list[dict], path: Path) -> None:
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: (round(v, 2) if isinstance(v, float) else v) for k, v in row.items()
-                             if k in CSV_COLUMNS})
+            writer.writerow({k: (float(f"{v:.4g}") if k == "gflop" and isinstance(v, float) else round(v, 2) if isinstance(v, float) else v)
+                             for k, v in row.items() if k in CSV_COLUMNS})
 
 
 def device_label(device: torch.device) -> str:
@@ -626,6 +656,7 @@ def run_workload(workload: Workload, args: argparse.Namespace) -> list[dict]:
             profile = Path(args.profile_dir) / f"{workload.name}-{case.impl}-{case.method}.txt" \
                 if args.profile_dir else None
             run.peak_bytes = measure_peak(run, device, profile)
+            run.flops = count_flops(run.step)
             runs.append((row, run))
             shown = f"peak {run.peak_bytes / 2**20:.0f} MiB"
         except Exception as err:  # noqa: BLE001 - a library refusing a target is a result, not a crash
@@ -644,7 +675,7 @@ def run_workload(workload: Workload, args: argparse.Namespace) -> list[dict]:
         path_note = "paths: " + ", ".join(f"{k} ×{v}" for k, v in sorted(run.paths.items())) if run.paths else ""
         row.update(trainable=count_parameters(run.model)[0], step_ms=1e3 * statistics.median(run.times),
                    step_ms_min=1e3 * min(run.times), step_cpu_ms=1e3 * statistics.median(run.cpu_times),
-                   peak_mb=run.peak_bytes / 2**20, file_bytes=file_bytes,
+                   gflop=run.flops / 1e9, peak_mb=run.peak_bytes / 2**20, file_bytes=file_bytes,
                    _round_s=list(run.times), _round_cpu_s=list(run.cpu_times),
                    notes="; ".join(filter(None, [run.case.notes, path_note])))
     runs.clear()

@@ -69,7 +69,7 @@ def test_tiny_run_values_are_sane(tiny_run):
             continue
         trainable, file_bytes = int(r["trainable"]), int(r["file_bytes"])
         assert float(r["step_ms"]) > 0 and float(r["step_cpu_ms"]) > 0 and float(r["step_ms_min"]) > 0
-        assert 0 < float(r["peak_mb"]) < 4096 and trainable > 0 and file_bytes > 0
+        assert 0 < float(r["peak_mb"]) < 4096 and trainable > 0 and file_bytes > 0 and float(r["gflop"]) > 0
         assert r["device"] == "cpu" and r["dtype"] == "float32" and int(r["tokens"]) > 0
         if r["impl"] == "ours":  # only trainable tensors + config: ≤ 4 bytes × trainable + 1 MB
             assert file_bytes <= 4 * trainable + 1_000_000, r
@@ -87,6 +87,8 @@ def test_tiny_run_values_are_sane(tiny_run):
             assert by[(w, "ours", method)]["trainable"] == by[(w, "peft", method)]["trainable"]
         assert by[(w, "ours", "randlora")]["ratio_to_peft_same_method"] != ""
         assert "paths:" in by[(w, "ours", "randlora")]["notes"]
+        # LoRA is the same products in both libraries, whatever kernels each calls (ours: in-place addmm_)
+        assert float(by[(w, "ours", "lora")]["flop_ratio_to_peft_same_method"]) == pytest.approx(1.0, abs=0.01)
 
 
 # --- helpers --------------------------------------------------------------------------------------------
@@ -97,6 +99,18 @@ def test_time_ratios_pair_the_cases_round_by_round():
     assert bench._ratio(mine, theirs, "step_ms") == pytest.approx(1 / 1.1, abs=1e-3)
     assert bench._ratio({"peak_mb": 3.0}, {"peak_mb": 2.0}, "peak_mb") == 1.5  # one value per case: plain ratio
     assert bench._ratio(mine, None, "step_ms") == ""
+
+
+def test_count_flops_counts_forward_backward_and_in_place_products():
+    layer, x = nn.Linear(8, 4), torch.randn(3, 8, requires_grad=True)
+    extra_a, extra_b = torch.randn(3, 5), torch.randn(5, 4)
+
+    def step() -> None:
+        y = layer(x)  # 2·3·8·4 = 192 forward; backward: dL/dx 192 and dL/dW 192
+        y.detach().clone().addmm_(extra_a, extra_b)  # in-place GEMM: 2·3·5·4 = 120
+        y.sum().backward()
+
+    assert bench.count_flops(step) == 3 * 192 + 120
 
 
 def test_live_bytes_counts_shared_storage_once():
