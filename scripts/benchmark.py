@@ -81,7 +81,7 @@ RATIO_COLUMNS = ["ratio_to_lora", "ratio_to_ft", "ratio_to_peft_same_method", "c
                  "cpu_ratio_to_peft_same_method", "peak_ratio_to_lora", "peak_ratio_to_peft_same_method",
                  "flop_ratio_to_lora", "flop_ratio_to_ft", "flop_ratio_to_peft_same_method"]
 CSV_COLUMNS = ["workload", "method", "impl", "rank", "trainable", "step_ms", "step_ms_min", "step_cpu_ms", "gflop",
-               "peak_mb", "file_bytes", *RATIO_COLUMNS, "status", "notes", "device", "dtype", "threads", "batch", "tokens",
+               "peak_mb", "file_bytes", *RATIO_COLUMNS, "status", "notes", "device", "dtype", "compiled", "threads", "batch", "tokens",
                "steps"]
 LR, WEIGHT_DECAY, LORA_RANK, VERA_RANK, NOLA_BASES, LORAPLUS_RATIO = 1e-4, 0.01, 32, 256, 1024, 16.0
 
@@ -363,6 +363,7 @@ class CaseRun:
     batch: dict[str, torch.Tensor]
     save: Callable[[Path], int]
     step: Callable[[], None] = None  # type: ignore[assignment]
+    eager_step: Callable[[], None] = None  # type: ignore[assignment]  # what FLOPs are counted on
     times: list[float] = field(default_factory=list)
     cpu_times: list[float] = field(default_factory=list)
     peak_bytes: int = 0
@@ -380,18 +381,23 @@ def set_up(workload: Workload, case: Case, base: nn.Module, batch: dict[str, tor
     optimizer = torch.optim.AdamW(params, lr=LR, weight_decay=WEIGHT_DECAY)
     run = CaseRun(case, model, optimizer, batch, save)
 
-    def step() -> None:
-        with _autocast(device, dtype):
-            loss = workload.loss(model, batch)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+    def make_step(module: nn.Module) -> Callable[[], None]:
+        def step() -> None:
+            with _autocast(device, dtype):
+                loss = workload.loss(module, batch)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+        return step
 
-    run.step = step
+    run.step = run.eager_step = make_step(model)
     with record_randlora_paths(model, run.paths):
-        step()  # the first warm-up step also records which compute path RandLoRA took
+        run.step()  # the first warm-up step runs eagerly and records which compute path RandLoRA took
+    if args.compile:  # compiled after the path-recording hooks are gone; the next warm-up step compiles
+        run.step = make_step(torch.compile(model))
+        run.step()
     for _ in range(args.warmup - 1):
-        step()
+        run.step()
     _sync(device)
     return run
 
@@ -603,6 +609,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tiny", action="store_true", help="tiny shapes, 1 step: the test-suite configuration")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's choice; 1 with --tiny)")
+    parser.add_argument("--compile", action="store_true",
+                        help="time torch.compile(model) (default inductor backend) instead of eager; FLOPs stay eager")
     parser.add_argument("--profile-dir", default=None,
                         help="CPU: write torch.profiler's op table of the memory step of each case here")
     args = parser.parse_args(argv)
@@ -646,7 +654,7 @@ def run_workload(workload: Workload, args: argparse.Namespace) -> list[dict]:
     for case in make_cases(workload, args.methods):
         row = {column: "" for column in CSV_COLUMNS}
         row.update(workload=workload.name, method=case.method, impl=case.impl, rank=case.rank, status="ok",
-                   notes=case.notes, device=device_label(device), dtype=args.dtype,
+                   notes=case.notes, device=device_label(device), dtype=args.dtype, compiled=args.compile,
                    threads=torch.get_num_threads() if device.type == "cpu" else "", batch=batch_size,
                    tokens=batch_size * workload.tokens_per_item, steps=args.steps)
         rows.append(row)
@@ -656,7 +664,7 @@ def run_workload(workload: Workload, args: argparse.Namespace) -> list[dict]:
             profile = Path(args.profile_dir) / f"{workload.name}-{case.impl}-{case.method}.txt" \
                 if args.profile_dir else None
             run.peak_bytes = measure_peak(run, device, profile)
-            run.flops = count_flops(run.step)
+            run.flops = count_flops(run.eager_step)
             runs.append((row, run))
             shown = f"peak {run.peak_bytes / 2**20:.0f} MiB"
         except Exception as err:  # noqa: BLE001 - a library refusing a target is a result, not a crash
@@ -704,8 +712,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
     rows = run(args)
     stem = f"{device_label(torch.device(args.device))}-{dt.date.today().isoformat()}"
-    if args.tiny:
-        stem += "-tiny"
+    stem += "-compile" if args.compile else ""
+    stem += "-tiny" if args.tiny else ""
     out = Path(args.out)
     write_csv(rows, out / f"{stem}.csv")
     plot(rows, out / f"{stem}.png")

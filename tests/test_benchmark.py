@@ -155,3 +155,25 @@ def test_cli_errors_name_the_bad_value():
         bench.parse_args(["--steps", "0"])
     args = bench.parse_args(["--tiny"])
     assert args.steps == 1 and args.workloads == list(bench.WORKLOADS)
+
+
+@pytest.mark.slow
+def test_compiled_tiny_run_times_every_adapter_of_ours(tmp_path):
+    """`--compile` (inductor) runs every adapter; FLOPs are counted on the eager model, so they match eager's."""
+    methods = "ours:ft,ours:lora,ours:vera,ours:nola,ours:randlora"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    for flag in ([], ["--compile"]):
+        done = subprocess.run([sys.executable, "scripts/benchmark.py", "--tiny", "--workloads", "vit", "--methods",
+                               methods, "--out", str(tmp_path), *flag], cwd=REPO, env=env, capture_output=True,
+                              text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    rows = {}
+    for name in ("cpu-*-compile-tiny.csv", "cpu-????-??-??-tiny.csv"):
+        (path,) = tmp_path.glob(name)
+        with path.open() as f:
+            rows[name] = {r["method"]: r for r in csv.DictReader(f)}
+    compiled, eager = rows.values()
+    assert set(compiled) == {"ft", "lora", "vera", "nola", "randlora"}
+    for method, row in compiled.items():
+        assert row["status"] == "ok" and row["compiled"] == "True" and eager[method]["compiled"] == "False", row
+        assert float(row["gflop"]) == float(eager[method]["gflop"]) > 0
