@@ -27,7 +27,7 @@ Metrics, per case:
                  --steps steps after --warmup steps (CUDA synchronised before and after each step). The timed
                  steps are interleaved across the cases of a workload (round-robin), so load from other
                  processes on a shared machine spreads evenly over them.
-    step_cpu_ms  median CPU time of this process per step (all threads), the number to trust on a busy machine.
+    step_cpu_ms  median CPU time of this process per step (all threads).
     gflop        floating-point operations of one step's matrix products (forward + backward, 2 per multiply-add),
                  counted by torch's FlopCounterMode from operand shapes: free of timing noise, so the structural cost
                  of each method can be compared even on a busy machine. Elementwise work and AdamW are not counted.
@@ -39,11 +39,11 @@ Metrics, per case:
                  out, not what the process keeps in free lists, and the same way on both devices.
     trainable    trainable parameters;  file_bytes: size of the saved adapter (ours: `save_adapter`, one
                  safetensors file; PEFT: `save_pretrained` with its defaults, VeRA/RandLoRA projections included).
-Ratios: ratio_to_lora / peak_ratio_to_lora / flop_ratio_to_lora against the LoRA of the same implementation on the same workload,
-ratio_to_ft against FT, ratio_to_peft_same_method / peak_ratio_to_peft_same_method against PEFT's row for the
-same method (LoRA+ against PEFT LoRA, sparse RandLoRA against PEFT's dense RandLoRA). Time ratios (ratio_* from
-step_ms, cpu_ratio_* from step_cpu_ms) are medians over the timed rounds of the two cases' ratio within a round:
-a round runs every case back to back, so load that drifts between rounds cancels.
+Ratios: ratio_* (step_ms), cpu_ratio_* (step_cpu_ms), peak_ratio_* (peak_mb) and flop_ratio_* (gflop), each
+_to_lora against the LoRA of the same implementation on the same workload, _to_ft against FT, and
+_to_peft_same_method against PEFT's row for the same method (LoRA+ against PEFT LoRA, sparse RandLoRA against
+PEFT's dense RandLoRA). Time ratios are medians over the timed rounds of the two cases' ratio within a round: a
+round runs every case back to back, so load that drifts between rounds cancels.
 Output: <out>/<device>-<date>.csv (one row per case), <out>/<device>-<date>.png, and a printed table.
 All cases of a workload live at once: adapter cases share the frozen base weights (no copy), FT has its own.
 """
@@ -80,9 +80,10 @@ WORKLOADS = ("vit", "clip", "clip_mlp", "llama")
 RATIO_COLUMNS = ["ratio_to_lora", "ratio_to_ft", "ratio_to_peft_same_method", "cpu_ratio_to_lora", "cpu_ratio_to_ft",
                  "cpu_ratio_to_peft_same_method", "peak_ratio_to_lora", "peak_ratio_to_peft_same_method",
                  "flop_ratio_to_lora", "flop_ratio_to_ft", "flop_ratio_to_peft_same_method"]
+RATIO_OF = {"ratio": "step_ms", "cpu_ratio": "step_cpu_ms", "peak_ratio": "peak_mb", "flop_ratio": "gflop"}
 CSV_COLUMNS = ["workload", "method", "impl", "rank", "trainable", "step_ms", "step_ms_min", "step_cpu_ms", "gflop",
-               "peak_mb", "file_bytes", *RATIO_COLUMNS, "status", "notes", "device", "dtype", "compiled", "threads", "batch", "tokens",
-               "steps"]
+               "peak_mb", "file_bytes", *RATIO_COLUMNS, "status", "notes", "device", "dtype", "compiled", "threads",
+               "batch", "tokens", "steps"]
 LR, WEIGHT_DECAY, LORA_RANK, VERA_RANK, NOLA_BASES, LORAPLUS_RATIO = 1e-4, 0.01, 32, 256, 1024, 16.0
 
 
@@ -481,13 +482,10 @@ def add_ratios(rows: list[dict]) -> None:
         w = row["workload"]
         lora, ft = find(w, row["impl"], "lora"), find(w, "ours", "ft")
         peft = find(w, "peft", peft_of[row["method"]]) if row["method"] in peft_of else None
-        for suffix, reference in [("lora", lora), ("ft", ft), ("peft_same_method", peft)]:
-            row[f"ratio_to_{suffix}"] = _ratio(row, reference, "step_ms")
-            row[f"cpu_ratio_to_{suffix}"] = _ratio(row, reference, "step_cpu_ms")
-        for prefix, key in [("peak", "peak_mb"), ("flop", "gflop")]:
-            for suffix, reference in [("lora", lora), ("ft", ft), ("peft_same_method", peft)]:
-                if f"{prefix}_ratio_to_{suffix}" in RATIO_COLUMNS:
-                    row[f"{prefix}_ratio_to_{suffix}"] = _ratio(row, reference, key)
+        references = {"lora": lora, "ft": ft, "peft_same_method": peft}
+        for column in RATIO_COLUMNS:  # e.g. peak_ratio_to_lora: peak_mb against the LoRA row
+            metric, reference = column.split("_to_")
+            row[column] = _ratio(row, references[reference], RATIO_OF[metric])
 
 
 ROUND_TIMES = {"step_ms": "_round_s", "step_cpu_ms": "_round_cpu_s"}  # per-round times kept out of the CSV
@@ -512,7 +510,8 @@ def print_table(rows: list[dict], file=sys.stdout) -> None:
                ("file_bytes", "file_MB"), ("ratio_to_lora", "×LoRA"), ("ratio_to_ft", "×FT"),
                ("ratio_to_peft_same_method", "×PEFT"), ("cpu_ratio_to_lora", "cpu×LoRA"),
                ("cpu_ratio_to_ft", "cpu×FT"), ("cpu_ratio_to_peft_same_method", "cpu×PEFT"),
-               ("flop_ratio_to_lora", "flop×LoRA"), ("flop_ratio_to_ft", "flop×FT"), ("peak_ratio_to_lora", "mem×LoRA"),
+               ("flop_ratio_to_lora", "flop×LoRA"), ("flop_ratio_to_ft", "flop×FT"),
+               ("peak_ratio_to_lora", "mem×LoRA"),
                ("peak_ratio_to_peft_same_method", "mem×PEFT"), ("status", "status")]
 
     def cell(row: dict, key: str) -> str:
@@ -576,8 +575,13 @@ def write_csv(rows: list[dict], path: Path) -> None:
         writer = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: (float(f"{v:.4g}") if k == "gflop" and isinstance(v, float) else round(v, 2) if isinstance(v, float) else v)
-                             for k, v in row.items() if k in CSV_COLUMNS})
+            writer.writerow({k: _csv_value(k, v) for k, v in row.items() if k in CSV_COLUMNS})
+
+
+def _csv_value(key: str, value: Any) -> Any:
+    if not isinstance(value, float):
+        return value
+    return float(f"{value:.4g}") if key == "gflop" else round(value, 2)  # tiny runs count kFLOPs
 
 
 def device_label(device: torch.device) -> str:
