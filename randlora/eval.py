@@ -17,7 +17,7 @@ import hydra
 import lightning.pytorch as pl
 from omegaconf import DictConfig, OmegaConf
 
-from randlora.results import RESULT_FILE, write_json_atomic
+from randlora.run.results import RESULT_FILE, write_json_atomic
 from randlora.train import build_loaders, build_module, with_task_baseline
 from randlora.utils.config import CONFIGS_DIR, register_resolvers
 from randlora.utils.validate import ConfigError

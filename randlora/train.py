@@ -5,8 +5,8 @@
 
 :func:`train` does it for a config (tests call it directly); :func:`main` is the Hydra entry point behind
 ``python train.py`` and the ``randlora-train`` console script. Any exception is recorded as a failed
-result before it propagates (:func:`randlora.utils.task_wrapper.task_wrapper`). ``resume=true`` or
-``resume=<path>`` continues an interrupted run from its last checkpoint (:mod:`randlora.utils.resume`).
+result before it propagates (:func:`randlora.run.task_wrapper.task_wrapper`). ``resume=true`` or
+``resume=<path>`` continues an interrupted run from its last checkpoint (:mod:`randlora.run.resume`).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import hydra
 from omegaconf import DictConfig, open_dict
 
 from randlora.utils.config import CONFIGS_DIR, register_resolvers, to_plain
-from randlora.utils.task_wrapper import RunInfo, task_wrapper
+from randlora.run.task_wrapper import RunInfo, task_wrapper
 from randlora.utils.validate import ConfigError, validate_config
 
 if TYPE_CHECKING:  # torch and Lightning load lazily so that --help and --cfg answer at once
@@ -126,7 +126,7 @@ def build_module(cfg: DictConfig, backbone: Any, data: Any, test_names: list[str
 
 def monitor_validation(callbacks: list, module: AdapterModule) -> Any:
     """Point adapter checkpoints without a ``monitor`` at the module's metric; return a MetricHistory of it."""
-    from randlora.utils.callbacks import AdapterCheckpoint, MetricHistory
+    from randlora.run.callbacks import AdapterCheckpoint, MetricHistory
 
     monitor, mode = f"val/{module.metric}", "max" if module.higher_is_better else "min"
     for callback in callbacks:
@@ -209,12 +209,12 @@ def train(cfg: DictConfig, info: RunInfo) -> dict:
     import lightning.pytorch as pl
 
     from randlora.adapters import basis_checksum, count_parameters, save_adapter
-    from randlora.results import ADAPTER_FILE, build_result, reset_peak_memory, write_result
-    from randlora.utils.callbacks import AdapterCheckpoint
+    from randlora.run.results import ADAPTER_FILE, build_result, reset_peak_memory, write_result
+    from randlora.run.callbacks import AdapterCheckpoint
     from randlora.utils.instantiate import instantiate_callbacks, instantiate_loggers
-    from randlora.utils.logs import tidy_lightning_logging
-    from randlora.utils.resume import ResumeCheckpoint, check_checkpoint, config_fingerprint, continue_in, plan_resume
-    from randlora.utils.summary import print_summary
+    from randlora.run.logs import tidy_lightning_logging
+    from randlora.run.resume import ResumeCheckpoint, check_checkpoint, config_fingerprint, continue_in, plan_resume
+    from randlora.run.summary import print_summary
 
     tidy_lightning_logging()
     reset_peak_memory()  # this run's peak, not an earlier job's in the same sweep worker

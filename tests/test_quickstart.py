@@ -44,7 +44,7 @@ def test_quickstart_trains_pretrained_minilm_with_randlora_on_tweets(quickstart_
 
 
 def test_quickstart_prints_a_summary(tmp_path, capsys):
-    from randlora.utils.summary import print_summary
+    from randlora.run.summary import print_summary
 
     result = {"adapter": "randlora", "backbone": "minilm", "task": "tweets", "params": {"trainable": 10, "total": 100},
               "metrics": {"test/acc": 0.7, "val/acc_best": 0.72}, "wall_time_s": 95.0, "samples_per_s": 40.0,

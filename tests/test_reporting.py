@@ -198,12 +198,12 @@ def test_collect_one_row_per_run_with_statuses(runs):
 
 
 def test_reads_what_the_result_writer_writes(tmp_path):
-    """randlora.results (the writer) and this reader agree on schema 1, derived keys included."""
+    """randlora.run.results (the writer) and this reader agree on schema 1, derived keys included."""
     from datetime import datetime
 
     from omegaconf import OmegaConf
 
-    from randlora.results import build_result, write_result as write_real_result
+    from randlora.run.results import build_result, write_result as write_real_result
 
     cfg = OmegaConf.create({
         "seed": 2, "budget": None,

@@ -1,4 +1,4 @@
-"""Resuming interrupted runs (``resume=true`` / ``resume=<path>``, randlora/utils/resume.py): a run killed with
+"""Resuming interrupted runs (``resume=true`` / ``resume=<path>``, randlora/run/resume.py): a run killed with
 SIGKILL after its first checkpoint, or stopped by an error, ends with the same metrics as an uninterrupted
 run, in its own folder; missing, truncated and foreign checkpoints are refused with one clear message."""
 from __future__ import annotations
@@ -17,7 +17,7 @@ from helpers_resume import (COMPARED_METRICS, NO_LIMITS, SYNTHETIC, InterruptedT
                             one_thread, read_results, run_folders, start_training, train_command)  # noqa: F401
 from helpers_training import training_config
 from randlora.train import train
-from randlora.utils.resume import (CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT, METADATA_KEY, check_checkpoint,
+from randlora.run.resume import (CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT, METADATA_KEY, check_checkpoint,
                                    config_fingerprint, read_checkpoint)
 
 CLI_TIMEOUT_S = 300
@@ -232,7 +232,7 @@ def test_adapter_checkpoint_state_brings_back_the_best_adapter_file(tmp_path):
     """A later epoch may overwrite the adapter file before the kill; the resumed run restores the known best."""
     from types import SimpleNamespace
 
-    from randlora.utils.callbacks import AdapterCheckpoint
+    from randlora.run.callbacks import AdapterCheckpoint
 
     saver = AdapterCheckpoint(str(tmp_path))
     saver.path.write_bytes(b"the best adapter when the checkpoint was written")

@@ -14,7 +14,7 @@ from torch import nn
 
 from helpers_training import training_config, write_commonsense, write_image_folder, write_tweets_csv
 from randlora.optim import build_optimizer, lr_factor
-from randlora.results import peak_memory_mb, reset_peak_memory, write_json_atomic
+from randlora.run.results import peak_memory_mb, reset_peak_memory, write_json_atomic
 from randlora.train import adapter_settings, train
 from randlora.utils.validate import ConfigError
 
@@ -35,8 +35,8 @@ def test_lr_factor_warms_up_linearly_then_follows_the_schedule():
 
 PEAK_SCRIPT = """
 import torch
-from randlora import results
-from randlora.results import peak_memory_mb, reset_peak_memory
+from randlora.run import results
+from randlora.run.results import peak_memory_mb, reset_peak_memory
 reset_peak_memory()
 big = torch.ones(64 * 2**20)  # 256 MiB of float32, touched
 big.add_(1)
@@ -65,7 +65,7 @@ def test_peak_memory_samples_rss_where_the_kernel_ignores_the_reset(tmp_path, mo
     and measure the run's peak by sampling RSS instead of reporting the process's lifetime peak."""
     import time
 
-    from randlora import results
+    from randlora.run import results
 
     ignored = tmp_path / "clear_refs"  # a plain file: writing 5 to it resets nothing, as on such a kernel
     monkeypatch.setattr(results, "CLEAR_REFS", ignored)

@@ -70,7 +70,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from randlora.utils.config import flatten_config
 
 if TYPE_CHECKING:
-    from randlora.utils.task_wrapper import RunInfo
+    from randlora.run.task_wrapper import RunInfo
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ class ResumeCheckpoint(pl.Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._identity = model_identity(pl_module.model)
         if trainer.is_global_zero and self.config_hash is not None:
-            from randlora.results import write_json_atomic
+            from randlora.run.results import write_json_atomic
 
             write_json_atomic(self.dirpath / CONFIG_FILE, {"config_hash": self.config_hash, "config": self.config})
 

@@ -51,7 +51,7 @@ def task_wrapper(task: Callable[[DictConfig, RunInfo], dict]) -> Callable[[DictC
 
     @functools.wraps(task)
     def wrapped(cfg: DictConfig) -> dict:
-        from randlora.results import build_result, write_result
+        from randlora.run.results import build_result, write_result
 
         from randlora.utils.cli_errors import in_single_run
 
