@@ -156,7 +156,7 @@ def _vtab_build(cfg: Any, backbone: Any) -> TaskData:
 
 def _fewshot_info(cfg: Any) -> TaskInfo:
     names = fewshot.class_names(cfg_get(cfg, "dataset"), root=cfg_get(cfg, "root", None),
-                                hub_id=cfg_get(cfg, "hub_id", None))
+                                hub_id=cfg_get(cfg, "hub_id", None), source=cfg_get(cfg, "class_names", "auto"))
     return TaskInfo(len(names), names)
 
 

@@ -1,10 +1,15 @@
 """The paper's 22 image-classification datasets (PAPER.md §4) in few-shot and data-fraction regimes.
 
-Local layout (ImageFolder style; class names are the folder names, with "_" shown as " " in CLIP prompts):
+Local layout (ImageFolder style):
 
     <root>/<dataset>/train/<class>/<image files>
     <root>/<dataset>/test/<class>/<image files>
     <root>/<dataset>/val/<class>/<image files>      optional
+
+Class names (``task.class_names``): ``curated`` are the authors' names of ``randlora.data.classnames`` and need
+the prepared layout, class i in folder ``classnames.class_folder(dataset, i)`` ("000.<name>"); ``folders`` are
+the folder names with "_" shown as " "; ``auto`` (default) takes the curated names when the folders are the
+prepared layout and the folder names otherwise.
 
 or, when ``hub_id`` is set, a hub dataset (``datasets.load_dataset(hub_id)`` with ``train``/``test`` splits,
 ``image`` and ``label`` columns).
@@ -30,6 +35,7 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
+from . import classnames as curated
 from .common import oversample
 from .images import HubImageDataset, ImageListDataset, Transform, list_class_folders, load_hub_split, scan_image_folder
 
@@ -197,13 +203,33 @@ def hub_class_names(hub_id: str) -> list[str]:
     raise ValueError(f"hub dataset '{hub_id}' has no ClassLabel 'label' feature to take class names from")
 
 
-def class_names(name: str, root: str | os.PathLike | None = None, hub_id: str | None = None) -> list[str]:
-    """Prompt-ready class names (folder names with "_" → " ", or the hub's label names)."""
+CLASS_NAME_SOURCES = ("auto", "curated", "folders")
+
+
+def class_names(name: str, root: str | os.PathLike | None = None, hub_id: str | None = None,
+                source: str = "auto") -> list[str]:
+    """Prompt-ready class names in label order; ``source`` is ``task.class_names`` (see module docstring)."""
+    if source not in CLASS_NAME_SOURCES:
+        raise ValueError(f"task.class_names={source!r}; allowed: {', '.join(CLASS_NAME_SOURCES)}")
     if hub_id is not None:
-        return [prompt_name(n) for n in hub_class_names(hub_id)]
-    if root is not None:
-        return [prompt_name(f) for f in local_class_folders(root, name)]
-    raise ValueError("few-shot data needs task.root (an ImageFolder-style folder) or task.hub_id")
+        hub_names = hub_class_names(hub_id)
+        if source == "curated":
+            names = curated.class_names(name)
+            if len(names) != len(hub_names):
+                raise ValueError(f"task.class_names=curated: hub dataset '{hub_id}' has {len(hub_names)} classes, "
+                                 f"the curated list of '{name}' {len(names)}")
+            return names
+        return [prompt_name(n) for n in hub_names]
+    if root is None:
+        raise ValueError("few-shot data needs task.root (an ImageFolder-style folder) or task.hub_id")
+    folders = local_class_folders(root, name)
+    if source != "folders" and folders == curated.class_folders(name):
+        return curated.class_names(name)
+    if source == "curated":
+        raise ValueError(f"task.class_names=curated: the class folders of {Path(root) / name}/train are not the "
+                         f"prepared layout (expected {curated.class_folders(name)[:2]}..., found {folders[:2]}...); "
+                         f"prepare the data with scripts/prepare_data.py or set task.class_names=folders")
+    return [prompt_name(f) for f in folders]
 
 
 def load_splits(name: str, root: str | os.PathLike | None = None, hub_id: str | None = None,
