@@ -43,8 +43,14 @@ def check_libraries(cfg: DictConfig) -> None:
     adapter = to_plain(cfg.adapter)
     if adapter.get("targets") is None:  # the backbone's default preset, resolved once it is built
         adapter["targets"] = [] if adapter.get("name") == "full" else ["backbone_default"]
-    for what, check in (("adapter", lambda: AdapterConfig.from_any(adapter)),
-                        ("backbone", lambda: BackboneConfig.from_any(cfg.backbone))):
+    checks = [("backbone", lambda: BackboneConfig.from_any(cfg.backbone))]
+    if adapter.get("name") == "none":  # zero-shot: no adapter, but a backbone that needs no training
+        from randlora.zero_shot import check_zero_shot
+
+        check_zero_shot(cfg)
+    else:
+        checks.insert(0, ("adapter", lambda: AdapterConfig.from_any(adapter)))
+    for what, check in checks:
         try:
             check()
         except (ValueError, TypeError) as error:
@@ -219,6 +225,10 @@ def train(cfg: DictConfig, info: RunInfo) -> dict:
     tidy_lightning_logging()
     reset_peak_memory()  # this run's peak, not an earlier job's in the same sweep worker
     check_config(cfg)
+    if cfg.adapter.name == "none":  # zero-shot evaluation through the same evaluators, nothing trained
+        from randlora.zero_shot import evaluate_zero_shot
+
+        return evaluate_zero_shot(cfg, info)
     fingerprint = config_fingerprint(cfg)  # before build_run sets adapter.rank from a budget
     plan = plan_resume(cfg, info.run_dir, fingerprint)
     run = build_run(cfg)

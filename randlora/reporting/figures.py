@@ -31,7 +31,8 @@ from randlora.reporting.tables import ADAPTER_LABELS  # noqa: E402
 PANEL_KEYS = ["task", "subtask", "train_set", "regime", "backbone"]
 STYLES = {"lora": ("tab:blue", "o"), "randlora": ("tab:red", "s"), "loraplus": ("tab:cyan", "v"),
           "vera": ("tab:green", "^"), "nola": ("tab:purple", "D"), "full": ("black", "*"),
-          "randlora_sparse": ("tab:orange", "P"), "zero_shot": ("tab:gray", "x")}  # (colour, marker)
+          "randlora_sparse": ("tab:orange", "P"), "zero_shot": ("tab:gray", "x"),
+          "none": ("tab:gray", "x")}  # (colour, marker)
 
 
 class SkipFigure(Exception):

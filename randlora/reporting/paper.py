@@ -134,7 +134,8 @@ def table1_commonsense(summary: pd.DataFrame, reference: pd.DataFrame, runs: pd.
                        metric: str = "test/acc", aliases: Mapping[str, str] | None = None) -> Table:
     """Table 1: average accuracy over the 8 commonsense tasks; rows network × training set, columns adapters.
 
-    Ours: configurations of a ``commonsense`` task without subtask (zero-shot, NoLA and VeRA ignore budget).
+    Ours: configurations of a ``commonsense`` task without subtask (zero-shot, NoLA and VeRA ignore budget; a
+    zero-shot run, ``adapter=none``, trained on nothing and fills its network's zero-shot cell in every row).
     ``runs`` (the runs table) adds the count of unreadable result files of commonsense runs.
     """
     ours = _labelled(summary, aliases)
@@ -147,9 +148,11 @@ def table1_commonsense(summary: pd.DataFrame, reference: pd.DataFrame, runs: pd.
     rows = []
     for network, train in row_keys:
         here = select_rows(ours, network=network, train_label=train)
+        untrained = select_rows(ours, network=network)  # zero-shot saw no training set: it fills every row
         rows.append([network, train or MISSING_CELL])
         for header, adapters, budget in TABLE1_COLUMNS:
-            mine = here[here["adapter"].isin(adapters)]
+            mine = (untrained if adapters[0] == "zero_shot" else here)
+            mine = mine[mine["adapter"].isin(adapters)]
             mine = mine[mine["budget_label"] == budget] if budget else mine
             paper = cells.paper(network=network, train_label=train, adapter=adapters[0], budget=budget or "")
             rows[-1].append(cells.cell(f"{network} {train} {header}", mine, paper, int(mine["n_failed"].sum())))

@@ -16,7 +16,7 @@ from randlora.reporting.summary import best_per, key_columns, metric_scale, norm
 
 MISSING_CELL = "—"
 ADAPTER_LABELS = {"full": "FT", "lora": "LoRA", "loraplus": "LoRA+", "vera": "VeRA", "nola": "NoLA",
-                  "randlora": "RandLoRA", "zero_shot": "zero-shot"}
+                  "randlora": "RandLoRA", "zero_shot": "zero-shot", "none": "zero-shot"}
 LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
                  "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "—": "---"}
 

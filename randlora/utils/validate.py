@@ -15,7 +15,7 @@ from typing import Any, Callable
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-ADAPTERS = ("full", "lora", "loraplus", "vera", "nola", "randlora")
+ADAPTERS = ("full", "lora", "loraplus", "vera", "nola", "randlora", "none")  # none: zero-shot evaluation
 BASES = ("dense", "sparse", "very_sparse")
 SCHEDULES = ("cosine", "linear", "constant")
 _ABSENT = object()
