@@ -44,7 +44,7 @@ def check_zero_shot(cfg: DictConfig) -> None:
 def evaluate_zero_shot(cfg: DictConfig, info: Any) -> dict:
     """Build the frozen pretrained backbone and the task's test sets, test, write and return the result dict.
 
-    ``info`` is the :class:`~randlora.utils.task_wrapper.RunInfo` of the calling (wrapped) training entry point,
+    ``info`` is the :class:`~randlora.run.task_wrapper.RunInfo` of the calling (wrapped) training entry point,
     which records a failure as a failed result.
     """
     import hydra
@@ -53,9 +53,9 @@ def evaluate_zero_shot(cfg: DictConfig, info: Any) -> dict:
     from randlora.adapters import count_parameters
     from randlora.backbones import build_backbone
     from randlora.data import build_task_data, task_info
-    from randlora.results import build_result, write_result
+    from randlora.run.results import build_result, write_result
     from randlora.train import build_loaders, build_module, with_task_baseline
-    from randlora.utils.summary import print_summary
+    from randlora.run.summary import print_summary
 
     check_zero_shot(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
