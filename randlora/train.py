@@ -269,6 +269,7 @@ def train(cfg: DictConfig, info: RunInfo) -> dict:
         samples_per_s=run.module.samples_seen * trainer.world_size / max(fit_seconds, 1e-9),
         basis_checksum=basis_checksum(run.backbone))
     result["subtask"] = result["subtask"] or run.data.subtask
+    result["data_manifest"] = run.data.extras.get("data_manifest")  # hash of the file list the run read
     if plan is not None:
         result["resumed_from"] = str(plan.checkpoint)
     if trainer.is_global_zero:

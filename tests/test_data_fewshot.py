@@ -144,10 +144,22 @@ def test_hub_path_with_in_memory_dataset(monkeypatch):
     splits_by_name = {"train": _hub_split(4), "test": _hub_split(1)}
     monkeypatch.setattr(fewshot, "load_hub_split", lambda hub_id, split: splits_by_name[split])
     backbone = ImageBackboneStandIn(size=4)
-    splits = fewshot.load_splits("oxford_pets", hub_id="local/pets", shots=1, sample_seed=0, min_iterations=2,
+    splits = fewshot.load_splits("oxford_pets", hub_id={"oxford_pets": "local/pets"}, shots=1, sample_seed=0, min_iterations=2,
                                  batch_size=2, train_transform=backbone.train_transform,
                                  eval_transform=backbone.eval_transform)
     assert len(splits["train"]) == 4 and sorted(set(splits["train"].labels)) == [0, 1]
     image, label = splits["test"][1]
     assert image.shape == (3, 4, 4) and label == 1
     assert splits["test"].class_names() == ["tabby_cat", "dog"]
+
+
+def test_hub_id_must_belong_to_the_dataset():
+    """One hub id for every dataset of a sweep is refused; a per-dataset map picks the dataset's entry."""
+    with pytest.raises(ValueError, match=r"task.hub_id 'someone/cifar10' does not belong to task.dataset 'dtd'"):
+        fewshot.hub_id_for("dtd", "someone/cifar10")
+    assert fewshot.hub_id_for("oxford_pets", "someone/Oxford-Pets") == "someone/Oxford-Pets"  # case, - and _
+    assert fewshot.hub_id_for("dtd", "tanganke/dtd") == "tanganke/dtd"
+    assert fewshot.hub_id_for("dtd", {"dtd": "a/textures", "cifar10": "b/c10"}) == "a/textures"
+    assert fewshot.hub_id_for("mnist", {"dtd": "a/textures"}) is None  # no entry: use task.root
+    with pytest.raises(ValueError, match=r"unknown dataset\(s\) \['dtdd'\]"):
+        fewshot.hub_id_for("dtd", {"dtdd": "a/textures"})

@@ -176,7 +176,8 @@ def _fewshot_build(cfg: Any, backbone: Any) -> TaskData:
     return TaskData(splits["train"], splits["val"], splits["test"], info.num_classes, info.class_names,
                     subtask=fewshot.get_dataset(name).name,
                     extras={"paper_epochs": fewshot.paper_epochs(name, shots),
-                            "val_is_test": splits["val"] is splits["test"]})
+                            "val_is_test": splits["val"] is splits["test"],
+                            "data_manifest": splits.get("manifest")})
 
 
 # ----------------------------------------------------------------------------------------- commonsense

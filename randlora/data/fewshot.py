@@ -32,12 +32,14 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from torch.utils.data import Dataset
 
 from . import classnames as curated
 from .common import oversample
 from .images import HubImageDataset, ImageListDataset, Transform, list_class_folders, load_hub_split, scan_image_folder
+from .manifest import file_list_hash, read_class_names, split_entries
 
 FEWSHOT_EPOCHS = 10
 """Epochs of every few-shot run in the paper."""
@@ -188,6 +190,13 @@ def local_class_folders(root: str | os.PathLike, name: str) -> list[str]:
     return list_class_folders(dataset_dir(root, name) / "train")
 
 
+def folder_class_names(folder: str | os.PathLike) -> list[str]:
+    """Class names of an ImageFolder dataset ``folder/{train,test}``: its ``classnames.txt`` (line i names
+    sorted class folder i; what ``prepare_data.py`` writes) or else the folder names with "_" shown as " "."""
+    classes = list_class_folders(Path(folder) / "train")
+    return read_class_names(folder, classes) or [prompt_name(f) for f in classes]
+
+
 def hub_class_names(hub_id: str) -> list[str]:
     """Class names from a hub dataset's ``label`` feature, without downloading the data."""
     try:
@@ -203,14 +212,35 @@ def hub_class_names(hub_id: str) -> list[str]:
     raise ValueError(f"hub dataset '{hub_id}' has no ClassLabel 'label' feature to take class names from")
 
 
+def hub_id_for(name: str, hub_id: Any) -> str | None:
+    """The hub mirror of dataset ``name``: ``hub_id`` is null, a map ``{dataset: repo id}`` (the entry of
+    ``name``, none when absent) or one repo id, accepted only if its name contains the dataset's name (so one
+    id cannot silently serve every dataset of a sweep). Anything else raises ``ValueError``."""
+    if hub_id is None:
+        return None
+    if hasattr(hub_id, "items"):
+        unknown = [key for key in hub_id if key not in DATASETS]
+        if unknown:
+            raise ValueError(f"task.hub_id: unknown dataset(s) {unknown} in the map; allowed keys: "
+                             f"{', '.join(DATASETS)}")
+        return hub_id.get(name)
+    squash = lambda text: "".join(ch for ch in str(text).lower() if ch.isalnum())  # noqa: E731
+    if squash(name) not in squash(str(hub_id).rsplit("/", 1)[-1]):
+        raise ValueError(f"task.hub_id '{hub_id}' does not belong to task.dataset '{name}' (its name does not "
+                         f"contain '{name}'); give a per-dataset map, e.g. task.hub_id={{{name}: <repo id>}}")
+    return str(hub_id)
+
+
 CLASS_NAME_SOURCES = ("auto", "curated", "folders")
 
 
-def class_names(name: str, root: str | os.PathLike | None = None, hub_id: str | None = None,
+def class_names(name: str, root: str | os.PathLike | None = None, hub_id: Any = None,
                 source: str = "auto") -> list[str]:
     """Prompt-ready class names in label order; ``source`` is ``task.class_names`` (see module docstring)."""
     if source not in CLASS_NAME_SOURCES:
         raise ValueError(f"task.class_names={source!r}; allowed: {', '.join(CLASS_NAME_SOURCES)}")
+    get_dataset(name)
+    hub_id = hub_id_for(name, hub_id)
     if hub_id is not None:
         hub_names = hub_class_names(hub_id)
         if source == "curated":
@@ -229,7 +259,7 @@ def class_names(name: str, root: str | os.PathLike | None = None, hub_id: str | 
         raise ValueError(f"task.class_names=curated: the class folders of {Path(root) / name}/train are not the "
                          f"prepared layout (expected {curated.class_folders(name)[:2]}..., found {folders[:2]}...); "
                          f"prepare the data with scripts/prepare_data.py or set task.class_names=folders")
-    return [prompt_name(f) for f in folders]
+    return folder_class_names(dataset_dir(root, name))
 
 
 def load_splits(name: str, root: str | os.PathLike | None = None, hub_id: str | None = None,
@@ -241,6 +271,10 @@ def load_splits(name: str, root: str | os.PathLike | None = None, hub_id: str | 
     check_regime(shots, fraction)
     if val_per_class < 0:
         raise ValueError(f"task.val_per_class must be >= 0, got {val_per_class}")
+    hub_id = hub_id_for(name, hub_id)
+    if hub_id is None and root is not None:
+        return load_folder_splits(dataset_dir(root, name), shots, fraction, sample_seed, min_iterations,
+                                  batch_size, val_per_class, train_transform, eval_transform)
     if hub_id is not None:
         train_data = load_hub_split(hub_id, "train")
         test = HubImageDataset(load_hub_split(hub_id, "test"), hub_id, eval_transform)
@@ -249,19 +283,42 @@ def load_splits(name: str, root: str | os.PathLike | None = None, hub_id: str | 
 
         def make(indices: Sequence[int], transform: Transform | None) -> Dataset:
             return HubImageDataset(train_data, hub_id, transform, indices=indices)
-    elif root is not None:
-        folder = dataset_dir(root, name)
-        classes = list_class_folders(folder / "train")
-        train_samples = scan_image_folder(folder / "train", classes)
-        test = ImageListDataset(scan_image_folder(folder / "test", classes), eval_transform)
-        val_samples = scan_image_folder(folder / "val", classes) if (folder / "val").is_dir() else None
-        labels = [label for _, label in train_samples]
-
-        def make(indices: Sequence[int], transform: Transform | None) -> Dataset:
-            return ImageListDataset([train_samples[i] for i in indices], transform)
     else:
         raise ValueError("few-shot data needs task.root (an ImageFolder-style folder) or task.hub_id")
+    return _regime_splits(labels, make, val_samples, test, shots, fraction, sample_seed, min_iterations,
+                          batch_size, val_per_class, train_transform, eval_transform)
 
+
+def load_folder_splits(folder: str | os.PathLike, shots: int | None = None, fraction: float | None = None,
+                       sample_seed: int = 0, min_iterations: int = 10, batch_size: int = 128,
+                       val_per_class: int = 0, train_transform: Transform | None = None,
+                       eval_transform: Transform | None = None) -> dict[str, Any]:
+    """The splits of one ImageFolder dataset ``folder/{train,test[,val]}/<class>/*`` in one regime, plus
+    ``"manifest"``: the hash of the file list scanned (``randlora.data.manifest``; equal to the hash in the
+    ``manifest.json`` that ``prepare_data.py`` writes when the files are the same)."""
+    check_regime(shots, fraction)
+    folder = Path(folder)
+    classes = list_class_folders(folder / "train")
+    train_samples = scan_image_folder(folder / "train", classes)
+    test_samples = scan_image_folder(folder / "test", classes)
+    val_samples = scan_image_folder(folder / "val", classes) if (folder / "val").is_dir() else None
+    entries = split_entries("train", train_samples) + split_entries("test", test_samples)
+    entries += split_entries("val", val_samples) if val_samples is not None else []
+    labels = [label for _, label in train_samples]
+
+    def make(indices: Sequence[int], transform: Transform | None) -> Dataset:
+        return ImageListDataset([train_samples[i] for i in indices], transform)
+
+    splits = _regime_splits(labels, make, val_samples, ImageListDataset(test_samples, eval_transform), shots,
+                            fraction, sample_seed, min_iterations, batch_size, val_per_class, train_transform, eval_transform)
+    return {**splits, "manifest": file_list_hash(entries)}
+
+
+def _regime_splits(labels: Sequence[int], make: Any, val_samples: Any, test: Dataset, shots: int | None,
+                   fraction: float | None, sample_seed: int, min_iterations: int, batch_size: int,
+                   val_per_class: int, train_transform: Transform | None,
+                   eval_transform: Transform | None) -> dict[str, Dataset]:
+    """Validation (val folder / held-out train images / test) and the regime's training sample."""
     pool = list(range(len(labels)))
     val: Dataset
     if val_samples is not None:
