@@ -52,7 +52,12 @@ def test_fewshot_task(tmp_path):
                             "batch_size": 2, "val_per_class": 0})
     assert task_info(cfg) == TaskInfo(2, ["abyssinian", "great pyrenees"])
     data = build_task_data(cfg, ImageBackboneStandIn(size=8))
-    assert len(data.train) == 8 and data.extras == {"paper_epochs": 10, "val_is_test": True}
+    from randlora.data.manifest import file_list_hash
+
+    entries = [f"{split}/{cls}/{i:04d}.png" for split, n in (("train", 5), ("test", 2))
+               for cls in ("abyssinian", "great_pyrenees") for i in range(n)]
+    assert len(data.train) == 8 and data.extras == {"paper_epochs": 10, "val_is_test": True,
+                                                    "data_manifest": file_list_hash(entries)}
     assert data.train[0][0].shape == (3, 8, 8)
     cfg.fraction = 0.5
     with pytest.raises(ValueError, match="task.shots=2 and task.fraction=0.5 are both set"):
