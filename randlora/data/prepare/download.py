@@ -10,6 +10,7 @@ Image archives keep going through torchvision's own datasets (``download=True``)
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import urllib.error
 import urllib.request
@@ -82,6 +83,9 @@ def fetch(url: str, dest: str | os.PathLike, expected: Expected, timeout: float 
                 while chunk := response.read(CHUNK):
                     out.write(chunk)
                     bar.update(len(chunk))
+    except http.client.HTTPException as err:  # connection dropped mid-file (IncompleteRead, ...)
+        raise DownloadError(f"download of {url} interrupted ({type(err).__name__}); "
+                            f"{part.name} kept: run again to resume") from None
     except (urllib.error.URLError, OSError) as err:
         if part.is_file() and part.stat().st_size == 0:
             part.unlink()
@@ -89,6 +93,9 @@ def fetch(url: str, dest: str | os.PathLike, expected: Expected, timeout: float 
         reason = getattr(err, "reason", err)
         kept = f"; {part.name} kept to resume" if part.is_file() else ""
         raise DownloadError(f"could not download {url}: {reason} (no network?){kept}") from None
+    if total is not None and part.stat().st_size < total:
+        raise DownloadError(f"download of {url} stopped at {part.stat().st_size:,} of {total:,} bytes; "
+                            f"{part.name} kept: run again to resume")
     problem = verify(part, expected)
     if problem is not None:
         part.unlink()

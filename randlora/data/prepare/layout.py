@@ -84,7 +84,11 @@ class DatasetWriter:
         image.save(self._target(split, label, file_name), format="PNG")
 
     def finish(self) -> dict:
-        """Write classnames.txt and manifest.json, replace any earlier ``<dataset>`` folder; return the manifest."""
+        """Write classnames.txt and manifest.json, replace any earlier ``<dataset>`` folder; return the manifest.
+        Every class gets its folder in every split, even without images, so labels stay the folder indices."""
+        for split in self.counts:
+            for folder in self.folders:
+                (self.partial / split / folder).mkdir(parents=True, exist_ok=True)
         (self.partial / CLASSNAMES_FILE).write_text("\n".join(self.class_names) + "\n", encoding="utf-8")
         manifest = build_manifest(self.dataset, len(self.class_names), dict(sorted(self.counts.items())),
                                   self.entries)
