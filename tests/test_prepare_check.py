@@ -39,7 +39,7 @@ def test_missing_class_is_named(good_root, capsys):
     code, lines = _check(good_root, capsys)
     assert code == 1
     assert "dtd/train: 2 classes, expected 3" in lines
-    assert "dtd/train: class 1 missing (no folder 001_*)" in lines
+    assert "dtd/train: class 1 missing (no folder 001*)" in lines
     assert "dtd/train: 8 images, expected 12" in lines
     assert "dtd: classnames.txt has 3 names for 2 class folders" in lines
 

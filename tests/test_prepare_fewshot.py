@@ -86,10 +86,13 @@ def test_cifar10_from_its_real_pickle_batches(tmp_path, monkeypatch):
     monkeypatch.setattr(torchvision.datasets, "CIFAR10", StandIn)
     manifest = prepare_one("cifar10", tmp_path / "out", tmp_path / "dl")
     assert manifest["counts"] == {"train": 10, "test": 2} and manifest["classes"] == 10
-    truck = sorted((tmp_path / "out" / "cifar10" / "train" / "009_truck").iterdir())
+    truck = sorted((tmp_path / "out" / "cifar10" / "train" / "009.truck").iterdir())  # the curated layout
     assert len(truck) == 5 and truck[0].suffix == ".png"
     first = real(str(tmp_path / "dl" / "cifar10"), train=True)[1][0]
     assert np.array_equal(np.asarray(Image.open(truck[0])), np.asarray(first))  # PNG keeps the pixels
+    from randlora.data import classnames
+
+    assert fewshot.class_names("cifar10", root=tmp_path / "out", source="curated") == classnames.class_names("cifar10")
 
 
 def test_caltech_split_is_atlas_random_split():
@@ -118,7 +121,7 @@ def test_voc_is_one_crop_per_object(tmp_path, monkeypatch):
     monkeypatch.setattr(torchvision.datasets, "VOCDetection", VOCStandIn)
     manifest = prepare_one("pascal_voc", tmp_path / "out", tmp_path / "dl")
     assert manifest["counts"] == {"train": 4, "val": 2, "test": 2} and manifest["classes"] == 20
-    crop = tmp_path / "out" / "pascal_voc" / "train" / "011_dog" / "000000_0.png"
+    crop = tmp_path / "out" / "pascal_voc" / "train" / "011.dog" / "000000_0.png"
     assert Image.open(crop).size == (4, 4)
 
 
