@@ -18,6 +18,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from randlora.utils.files import publish
+
 from .config import AdapterConfig
 from .inject import CONFIG_ATTR, basis_checksum, count_parameters, inject
 
@@ -56,7 +58,7 @@ def save_adapter(model: nn.Module, path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    publish(tmp, path)  # safetensors creates 0600; the file gets the umask's mode like any other
     return path
 
 

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
+
+from randlora.utils.files import publish
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ class AdapterCheckpoint(pl.Callback):
             self.best_path.parent.mkdir(parents=True, exist_ok=True)
             temporary = self.best_path.with_name(f".{self.best_path.name}.restore.tmp")
             temporary.write_bytes(pending.numpy().tobytes())
-            os.replace(temporary, self.best_path)
+            publish(temporary, self.best_path)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._write_restored_file(trainer)

@@ -28,6 +28,8 @@ from typing import Any, Mapping
 
 from omegaconf import DictConfig, OmegaConf
 
+from randlora.utils.files import publish
+
 SCHEMA_VERSION = 1
 RESULT_FILE = "result.json"
 ADAPTER_FILE = "adapter.safetensors"
@@ -46,7 +48,7 @@ def write_json_atomic(path: str | Path, payload: Any) -> Path:
             stream.write("\n")
             stream.flush()
             os.fsync(stream.fileno())
-        os.replace(temporary, path)
+        publish(temporary, path)  # the umask's mode (0644), not mkstemp's private 0600
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise

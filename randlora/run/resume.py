@@ -68,6 +68,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from randlora.utils.config import flatten_config
+from randlora.utils.files import publish
 
 if TYPE_CHECKING:
     from randlora.run.task_wrapper import RunInfo
@@ -212,7 +213,7 @@ class ResumeCheckpoint(pl.Callback):
         if trainer.is_global_zero:
             with open(temporary, "rb") as stream:
                 os.fsync(stream.fileno())
-            os.replace(temporary, self.path)
+            publish(temporary, self.path)
         trainer.strategy.barrier("resume_checkpoint")
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
