@@ -1,7 +1,8 @@
 """Optimizer and learning-rate schedule for adapter training.
 
 AdamW over :func:`randlora.adapters.param_groups` (only trainable parameters; no weight decay on norms
-and biases; LoRA+ puts LoRA's B matrices at ``lr_ratio * lr``), and a per-optimizer-step schedule
+and biases; LoRA+ puts LoRA's B matrices at ``lr_ratio * lr``, the ratio read from the adapter the model
+carries, so the value trained with is the one its config and adapter file show), and a per-optimizer-step schedule
 ``lr(t) = lr * f(t)`` with a linear warm-up over ``W`` steps followed by a decay over the remaining
 ``T - W`` steps:
 
@@ -15,11 +16,14 @@ where ``m = min_lr_ratio`` (default 0) and ``p`` is clipped to [0, 1].
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-import torch
-from torch import nn
-from torch.optim.lr_scheduler import LambdaLR
+if TYPE_CHECKING:  # torch loads lazily: the config checks import SCHEDULES from here
+    import torch
+    from torch import nn
+    from torch.optim.lr_scheduler import LambdaLR
+
+SCHEDULES = ("cosine", "linear", "constant")
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str, min_lr_ratio: float = 0.0) -> float:
@@ -34,20 +38,27 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, schedule: str, min
     elif schedule == "linear":
         decay = 1.0 - progress
     else:
-        raise ValueError(f"optim.schedule={schedule!r} is invalid: allowed is cosine, linear or constant")
+        raise ValueError(f"optim.schedule={schedule!r} is invalid: allowed is one of {', '.join(SCHEDULES)}")
     return min_lr_ratio + (1.0 - min_lr_ratio) * decay
 
 
 def build_optimizer(model: nn.Module, optim: Mapping[str, Any]) -> torch.optim.Optimizer:
-    """AdamW over the model's trainable parameters, grouped by the adapter library."""
-    from randlora.adapters import param_groups
+    """AdamW over the model's trainable parameters, grouped by the adapter library (LoRA+'s ``lr_ratio`` is the
+    adapter's own setting, :func:`randlora.adapters.adapter_config`)."""
+    import torch
 
-    groups = param_groups(model, lr=optim["lr"], weight_decay=optim["weight_decay"], lr_ratio=optim.get("lr_ratio"))
+    from randlora.adapters import adapter_config, param_groups
+
+    config = adapter_config(model)
+    groups = param_groups(model, lr=optim["lr"], weight_decay=optim["weight_decay"],
+                          lr_ratio=None if config is None else config.lr_ratio)
     return torch.optim.AdamW(groups, lr=optim["lr"], betas=tuple(optim["betas"]), eps=optim.get("eps", 1e-8))
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, optim: Mapping[str, Any], total_steps: int) -> LambdaLR:
     """The warm-up + decay schedule, to be stepped once per optimizer step."""
+    from torch.optim.lr_scheduler import LambdaLR
+
     warmup = int(optim["warmup_steps"])
     schedule = str(optim["schedule"])
     min_ratio = float(optim.get("min_lr_ratio", 0.0))

@@ -35,37 +35,14 @@ for _message in (".*does not have many workers.*", ".*is smaller than the loggin
     warnings.filterwarnings("ignore", message=_message)
 
 
-def check_libraries(cfg: DictConfig) -> None:
-    """Let the adapter and backbone libraries validate their own configs, before anything is built."""
-    from randlora.adapters import AdapterConfig
-    from randlora.backbones.config import BackboneConfig
-
-    adapter = to_plain(cfg.adapter)
-    if adapter.get("targets") is None:  # the backbone's default preset, resolved once it is built
-        adapter["targets"] = [] if adapter.get("name") == "full" else ["backbone_default"]
-    checks = [("backbone", lambda: BackboneConfig.from_any(cfg.backbone))]
-    if adapter.get("name") == "none":  # zero-shot: no adapter, but a backbone that needs no training
-        from randlora.zero_shot import check_zero_shot
-
-        check_zero_shot(cfg)
-    else:
-        checks.insert(0, ("adapter", lambda: AdapterConfig.from_any(adapter)))
-    for what, check in checks:
-        try:
-            check()
-        except (ValueError, TypeError) as error:
-            raise ConfigError(f"{what} config: {error}") from None
-
-
 def adapter_settings(adapter_cfg: Any, backbone: Any) -> dict:
     """The adapter config given to ``inject``: targets resolved against the backbone, its head trainable.
 
     ``targets`` null means the backbone's ``default_targets`` preset (none for ``full``); a name in
     ``backbone.target_presets`` becomes that preset's list. ``backbone.head_prefixes`` join
-    ``trainable_extra`` so the fresh head trains with every adapter. ``lr`` belongs to the optimizer.
+    ``trainable_extra`` so the fresh head trains with every adapter.
     """
     settings = dict(to_plain(adapter_cfg))
-    settings.pop("lr", None)
     targets = settings.get("targets")
     if targets is None:
         targets = [] if settings.get("name") == "full" else backbone.default_targets
@@ -178,21 +155,15 @@ class Run:
     module: AdapterModule
 
 
-def check_config(cfg: DictConfig) -> None:
-    """Every check that needs no model: the config rules, then the libraries' own config checks."""
-    validate_config(cfg)
-    check_libraries(cfg)
-
-
 def build_run(cfg: DictConfig) -> Run:
-    """validate -> seed -> backbone -> inject adapter (rank matched to ``budget`` when set) -> data -> module."""
+    """seed -> backbone -> inject adapter (rank matched to ``budget`` when set) -> data -> module, for a config
+    that :func:`randlora.utils.validate.validate_config` accepted."""
     import lightning.pytorch as pl
 
     from randlora.adapters import inject, match_rank
     from randlora.backbones import build_backbone
     from randlora.data import build_task_data, task_info
 
-    check_config(cfg)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     backbone = build_backbone(cfg.backbone, task_info(cfg.task))
     settings = adapter_settings(cfg.adapter, backbone)
@@ -224,7 +195,7 @@ def train(cfg: DictConfig, info: RunInfo) -> dict:
 
     tidy_lightning_logging()
     reset_peak_memory()  # this run's peak, not an earlier job's in the same sweep worker
-    check_config(cfg)
+    validate_config(cfg)  # the one check of the config: its rules and the adapter/backbone libraries'
     if cfg.adapter.name == "none":  # zero-shot evaluation through the same evaluators, nothing trained
         from randlora.zero_shot import evaluate_zero_shot
 

@@ -17,6 +17,7 @@ from randlora.adapters import AdapterConfig
 from randlora.backbones import BACKBONES, BackboneConfig
 from randlora.utils.config import CONFIGS_DIR, REPO_ROOT, compose_config, register_resolvers
 from randlora.utils.validate import ConfigError, validate_config
+from randlora.zero_shot import ZERO_SHOT_FAMILIES
 
 ADAPTERS = sorted(p.stem for p in (CONFIGS_DIR / "adapter").glob("*.yaml"))
 BACKBONE_NAMES = sorted(p.stem for p in (CONFIGS_DIR / "backbone").glob("*.yaml"))
@@ -35,7 +36,7 @@ def test_groups_hold_the_required_options():
 
 def test_every_backbone_adapter_task_combination_composes_and_validates():
     """Hydra composes each option of the three groups; every combination of them (the groups interact only
-    through interpolations such as optim.lr -> adapter.lr) then validates and resolves completely."""
+    through interpolations such as optim.lr -> adapter.name, task.base_lr) then validates and resolves completely."""
     register_resolvers()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONFIGS_DIR), version_base="1.3"):
@@ -48,7 +49,11 @@ def test_every_backbone_adapter_task_combination_composes_and_validates():
     shared = {key: base[key] for key in ("seed", "budget", "loader", "optim", "paths")}
     for backbone, adapter, task in product(*(options[g].values() for g in ("backbone", "adapter", "task"))):
         cfg = OmegaConf.create({**shared, "backbone": backbone, "adapter": adapter, "task": task})
-        validate_config(cfg)
+        if adapter.name == "none" and backbone.family not in ZERO_SHOT_FAMILIES:  # a fresh head: refused
+            with pytest.raises(ConfigError, match="adapter=none"):
+                validate_config(cfg)
+        else:
+            validate_config(cfg)
         OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
         seen += 1
     assert seen == len(BACKBONE_NAMES) * len(ADAPTERS) * len(TASKS)
@@ -70,17 +75,19 @@ def test_backbone_yaml_files_match_the_catalog():
 @pytest.mark.parametrize(("overrides", "lr"), [
     ([], 5e-4), (["task=fewshot"], 1e-3), (["task=vtab", "adapter=vera"], 1e-2), (["task=commonsense"], 1e-4),
     (["optim=adamw_llm"], 1e-4), (["optim=adamw_llm", "adapter=vera"], 1e-2),
-    (["adapter=vera", "optim.lr=3e-3"], 3e-3), (["adapter=lora", "adapter.lr=2e-4"], 2e-4),
-    (["optim.base_lr=2e-3"], 2e-3),
+    (["adapter=vera", "optim.lr=3e-3"], 3e-3), (["adapter=lora", "optim.lr=2e-4"], 2e-4),
+    (["task.base_lr=2e-3"], 2e-3),
 ])
 def test_learning_rate_follows_the_adapter_and_stays_overridable(overrides, lr):
     assert compose_config(overrides).optim.lr == pytest.approx(lr)
 
 
-def test_loraplus_ratio_reaches_the_optimizer_and_can_be_swept():
-    assert compose_config(["adapter=loraplus"]).optim.lr_ratio == 16
-    assert compose_config(["adapter=loraplus", "optim.lr_ratio=4"]).optim.lr_ratio == 4
-    assert compose_config(["adapter=lora"]).optim.lr_ratio is None
+def test_each_setting_has_one_home():
+    """The lr lives in optim.lr only and LoRA+'s ratio in adapter.lr_ratio only (no copies that can disagree)."""
+    cfg = compose_config(["adapter=loraplus", "adapter.lr_ratio=4"])
+    assert cfg.adapter.lr_ratio == 4 and "lr_ratio" not in cfg.optim
+    assert "lr" not in cfg.adapter and "base_lr" not in cfg.optim
+    assert compose_config(["adapter=lora"]).adapter.lr_ratio is None
     assert compose_config(["adapter=randlora_sparse"]).adapter.basis == "sparse"
 
 
@@ -115,7 +122,7 @@ def test_optuna_sweep_searches_rank_lr_and_ratio_for_val_acc():
     cfg = compose_config(["sweep=optuna"], return_hydra_config=True)
     sweeper = cfg.hydra.sweeper
     assert "optuna" in sweeper._target_.lower() and sweeper.direction == "maximize"
-    assert set(sweeper.params) == {"adapter.rank", "optim.lr", "optim.lr_ratio"}
+    assert set(sweeper.params) == {"adapter.rank", "optim.lr", "adapter.lr_ratio"}
     assert cfg.optimized_metric == "val/acc"
 
 
@@ -138,14 +145,14 @@ BAD_VALUES = [
     ("adapter.name=dora", "adapter.name"), ("optim.lr=0", "optim.lr"), ("optim.lr=-1e-3", "optim.lr"),
     ("optim.weight_decay=-0.1", "optim.weight_decay"), ("optim.schedule=step", "optim.schedule"),
     ("optim.betas=[0.9]", "optim.betas"), ("optim.accumulate_grad_batches=0", "optim.accumulate_grad_batches"),
-    ("optim.lr_ratio=-4", "optim.lr_ratio"), ("loader.batch_size=0", "loader.batch_size"), ("seed=-1", "seed"),
+    ("adapter=loraplus adapter.lr_ratio=-4", "adapter.lr_ratio"), ("loader.batch_size=0", "loader.batch_size"), ("seed=-1", "seed"),
     ("optim.warmup_steps=1.5", "optim.warmup_steps"), ("budget=0", "budget"),
 ]
 
 
 @pytest.mark.parametrize(("override", "key"), BAD_VALUES)
 def test_validation_names_the_key_the_value_and_what_is_allowed(override, key):
-    cfg = compose_config([override])
+    cfg = compose_config(override.split())
     with pytest.raises(ConfigError, match=rf"^{key}=.* is invalid: allowed is "):
         validate_config(cfg)
 

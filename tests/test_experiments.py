@@ -32,9 +32,9 @@ from helpers_training import training_config
 from randlora.adapters.config import PRESETS
 from randlora.data import commonsense, fewshot, vtab
 from randlora.reporting.paper import table1_budget
-from randlora.train import check_libraries, train, trainer_overrides
+from randlora.train import train, trainer_overrides
 from randlora.utils.config import CONFIGS_DIR, REPO_ROOT, compose_config
-from randlora.utils.validate import validate_config
+from randlora.utils.validate import check_libraries, validate_config
 
 EXPERIMENT_DIR = CONFIGS_DIR / "experiment"
 EXPERIMENTS = sorted(p.relative_to(EXPERIMENT_DIR).with_suffix("").as_posix() for p in EXPERIMENT_DIR.rglob("*.yaml"))

@@ -31,3 +31,31 @@ def test_atomic_writes_keep_the_umask_mode(tmp_path, mask):
     assert _mode(plain) == 0o666 & ~mask
     assert _mode(result) == _mode(plain) and _mode(adapter) == _mode(plain)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary left behind
+
+
+@pytest.fixture(scope="module")
+def loraplus_run(tmp_path_factory):
+    """A two-step LoRA+ run at ratio 4 (tiny BERT, generated tweets): its folder."""
+    from helpers_training import training_config, write_tweets_csv
+    from randlora.train import train
+
+    root = tmp_path_factory.mktemp("loraplus")
+    csv = write_tweets_csv(root / "tweets.csv")
+    cfg = training_config(root, ["backbone=tiny_bert", f"task.path={csv}", "task.train_size=40", "task.val_size=16",
+                                 "task.test_size=16", "adapter=loraplus", "adapter.rank=2", "adapter.lr_ratio=4",
+                                 "optim.lr=3e-3"])
+    assert train(cfg)["status"] == "ok"
+    return root / "run"
+
+
+def test_result_config_and_adapter_file_agree_on_lr_and_lr_ratio(loraplus_run):
+    """The value a run trained with is the only value its result.json and its adapter file show."""
+    import json
+
+    from randlora.adapters import read_adapter_metadata
+
+    result = json.loads((loraplus_run / "result.json").read_text())
+    stored = json.loads(read_adapter_metadata(loraplus_run / "adapter.safetensors")["adapter_config"])
+    assert result["lr_ratio"] == result["config"]["adapter"]["lr_ratio"] == stored["lr_ratio"] == 4
+    assert result["lr"] == result["config"]["optim"]["lr"] == pytest.approx(3e-3)
+    assert "lr_ratio" not in result["config"]["optim"] and "lr" not in result["config"]["adapter"]

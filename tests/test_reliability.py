@@ -111,7 +111,7 @@ def _table(data: Path, trained: Path) -> list[BadInput]:
         BadInput("rank_zero", (*tweets, "adapter.rank=0"), ("adapter.rank=0", "an integer > 0")),
         BadInput("lr_not_a_number", (*tweets, "optim.lr=fast"), ("optim.lr='fast'", "a number > 0")),
         BadInput("negative_alpha", (*tweets, "adapter.alpha=-1"), ("adapter.alpha=-1", "a number >= 0")),
-        BadInput("negative_lr_ratio", (*tweets, "adapter=loraplus", "optim.lr_ratio=-2"),
+        BadInput("negative_lr_ratio", (*tweets, "adapter=loraplus", "adapter.lr_ratio=-2"),
                  ("lr_ratio=-2", "a number > 0")),
         BadInput("unknown_adapter_name", (*tweets, "adapter.name=dora"),
                  ("adapter.name='dora'", "randlora")),

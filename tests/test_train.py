@@ -84,12 +84,13 @@ def test_peak_memory_samples_rss_where_the_kernel_ignores_the_reset(tmp_path, mo
     results._RSS_SAMPLER.stop()
 
 
-def test_optimizer_trains_only_trainable_parameters_with_loraplus_ratio():
+def test_optimizer_trains_only_trainable_parameters_with_the_adapters_loraplus_ratio():
+    """LoRA+'s ratio is the adapter's setting (what its file stores), not a second copy in the optimizer config."""
     from randlora.adapters import inject
 
     model = nn.Sequential(nn.Linear(8, 8), nn.LayerNorm(8), nn.Linear(8, 2))
-    inject(model, {"name": "loraplus", "rank": 2, "targets": ["0"], "trainable_extra": ["2"]})
-    optimizer = build_optimizer(model, {"lr": 1e-3, "weight_decay": 0.1, "betas": [0.9, 0.99], "lr_ratio": 16})
+    inject(model, {"name": "loraplus", "rank": 2, "targets": ["0"], "trainable_extra": ["2"], "lr_ratio": 16})
+    optimizer = build_optimizer(model, {"lr": 1e-3, "weight_decay": 0.1, "betas": [0.9, 0.99]})
     in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
     assert in_optimizer == {id(p) for p in model.parameters() if p.requires_grad}
     lrs = {group["name"]: group["lr"] for group in optimizer.param_groups}

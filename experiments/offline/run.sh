@@ -47,7 +47,7 @@ tweets() {
   sweep $common adapter=vera optim.lr=1e-2,3e-2,1e-1
   sweep $common adapter=nola optim.lr=5e-4,5e-3,1e-2
   sweep $common adapter=full optim.lr=5e-5,5e-4,1e-3
-  sweep $common adapter=loraplus adapter.rank=8 optim.lr_ratio=1,4,16 optim.lr=2e-3
+  sweep $common adapter=loraplus adapter.rank=8 adapter.lr_ratio=1,4,16 optim.lr=2e-3
 }
 
 report() {

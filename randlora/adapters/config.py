@@ -6,6 +6,7 @@ or without Hydra. Every field has one meaning for every method; fields a method 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -72,31 +73,39 @@ class AdapterConfig:
     path: str = "auto"
 
     def __post_init__(self) -> None:
+        """Check every field; the message names the key, the bad value and what is allowed (one owner of the
+        adapter rules: the training configs' checks call this instead of keeping their own lists)."""
         def bad(key: str, value: Any, allowed: str) -> ValueError:
-            return ValueError(f"adapter.{key}={value!r} is invalid: {allowed}")
+            return ValueError(f"adapter.{key}={value!r} is invalid: allowed is {allowed}")
+
+        def is_int(value: Any) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool)
+
+        def is_number(value: Any) -> bool:
+            return (is_int(value) or isinstance(value, float)) and math.isfinite(value)
 
         if self.name not in METHODS:
-            raise bad("name", self.name, f"choose one of {', '.join(METHODS)}")
-        if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank <= 0:
-            raise bad("rank", self.rank, "must be a positive integer")
-        if self.alpha is not None and (not isinstance(self.alpha, (int, float)) or self.alpha < 0):
-            raise bad("alpha", self.alpha, "must be a non-negative number or null (method default)")
-        if not isinstance(self.dropout, (int, float)) or not 0.0 <= self.dropout < 1.0:
-            raise bad("dropout", self.dropout, "must be in [0, 1)")
+            raise bad("name", self.name, f"one of {', '.join(METHODS)}")
+        if not is_int(self.rank) or self.rank <= 0:
+            raise bad("rank", self.rank, "an integer > 0")
+        if self.alpha is not None and (not is_number(self.alpha) or self.alpha < 0):
+            raise bad("alpha", self.alpha, "a number >= 0, or null for the method's default")
+        if not is_number(self.dropout) or not 0.0 <= self.dropout < 1.0:
+            raise bad("dropout", self.dropout, "a number in [0, 1)")
         if self.basis not in BASIS_KINDS:
-            raise bad("basis", self.basis, f"choose one of {', '.join(BASIS_KINDS)}")
+            raise bad("basis", self.basis, f"one of {', '.join(BASIS_KINDS)}")
         if self.scaling not in SCALINGS:
-            raise bad("scaling", self.scaling, f"choose one of {', '.join(SCALINGS)}")
+            raise bad("scaling", self.scaling, f"one of {', '.join(SCALINGS)}")
         if self.num_bases_rule not in NUM_BASES_RULES:
-            raise bad("num_bases_rule", self.num_bases_rule, f"choose one of {', '.join(NUM_BASES_RULES)}")
-        if self.num_bases is not None and (not isinstance(self.num_bases, int) or self.num_bases <= 0):
-            raise bad("num_bases", self.num_bases, "must be a positive integer or null")
-        if self.lr_ratio is not None and (not isinstance(self.lr_ratio, (int, float)) or self.lr_ratio <= 0):
-            raise bad("lr_ratio", self.lr_ratio, "must be a positive number or null")
+            raise bad("num_bases_rule", self.num_bases_rule, f"one of {', '.join(NUM_BASES_RULES)}")
+        if self.num_bases is not None and (not is_int(self.num_bases) or self.num_bases <= 0):
+            raise bad("num_bases", self.num_bases, "an integer > 0, or null")
+        if self.lr_ratio is not None and (not is_number(self.lr_ratio) or self.lr_ratio <= 0):
+            raise bad("lr_ratio", self.lr_ratio, "a number > 0, or null for plain LoRA")
         if self.path not in PATHS:
-            raise bad("path", self.path, f"choose one of {', '.join(PATHS)}")
-        if not isinstance(self.basis_seed, int):
-            raise bad("basis_seed", self.basis_seed, "must be an integer")
+            raise bad("path", self.path, f"one of {', '.join(PATHS)}")
+        if not is_int(self.basis_seed) or self.basis_seed < 0:
+            raise bad("basis_seed", self.basis_seed, "an integer >= 0")
         if isinstance(self.trainable_extra, str):
             self.trainable_extra = [self.trainable_extra]
         self.trainable_extra = list(self.trainable_extra or [])
@@ -106,11 +115,11 @@ class AdapterConfig:
                     re.compile(self.targets)
                 except re.error as err:
                     raise bad("targets", self.targets,
-                              f"not a preset ({', '.join(PRESETS)}) and not a valid regex ({err})") from None
+                              f"a preset ({', '.join(PRESETS)}) or a valid regex, and this is neither ({err})") from None
         else:
             self.targets = [str(t) for t in self.targets]
             if not self.targets and self.name != "full":
-                raise bad("targets", self.targets, "give module-name suffixes, a preset or a regex")
+                raise bad("targets", self.targets, "module-name suffixes, a preset or a regex")
 
     @classmethod
     def from_any(cls, config: Any) -> "AdapterConfig":
@@ -126,7 +135,7 @@ class AdapterConfig:
                 raise TypeError(f"adapter config must be a dict, OmegaConf node or AdapterConfig, "
                                 f"got {type(config).__name__}") from err
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(config) - known - {"lr", "weight_decay"})
+        unknown = sorted(set(config) - known)
         if unknown:
             raise ValueError(f"unknown adapter config key(s) {unknown}; allowed: {sorted(known)}")
         return cls(**{k: v for k, v in config.items() if k in known})

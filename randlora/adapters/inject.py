@@ -109,6 +109,11 @@ def inject(model: nn.Module, config: AdapterConfig | dict | Any) -> list[str]:
     return names
 
 
+
+def adapter_config(model: nn.Module) -> AdapterConfig | None:
+    """The config `inject` gave this model (what its adapter file stores and its optimizer uses), or None."""
+    return getattr(model, CONFIG_ATTR, None)
+
 def _mark_extra_trainable(model: nn.Module, prefixes: list[str]) -> None:
     for prefix in prefixes:
         hits = [p for n, p in model.named_parameters() if n == prefix or n.startswith(prefix + ".")]

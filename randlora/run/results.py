@@ -219,7 +219,7 @@ def build_result(
         "rank": _select(cfg, "adapter.rank"),
         "alpha": _select(cfg, "adapter.alpha"),
         "lr": _select(cfg, "optim.lr"),
-        "lr_ratio": _select(cfg, "optim.lr_ratio"),
+        "lr_ratio": _select(cfg, "adapter.lr_ratio"),  # LoRA+'s ratio has one home: the adapter
         "seed": _select(cfg, "seed"),
         "basis_seed": _select(cfg, "adapter.basis_seed"),
         "budget": _select(cfg, "budget"),

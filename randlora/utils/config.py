@@ -7,6 +7,8 @@ Resolvers (registered once, on import of :mod:`randlora.train` / :mod:`randlora.
   Hydra's job number it makes run ids unique even for jobs started in the same second.
 - ``${randlora.precision:ACCELERATOR}``  ``bf16-mixed`` when that accelerator is a CUDA GPU that supports
   bf16, else ``32``.
+- ``${randlora.paper_lr:ADAPTER,BASE_LR}``  the paper's learning rate for an adapter: its entry in
+  :data:`ADAPTER_PAPER_LR` (VeRA 1e-2), else the task's ``BASE_LR``. ``optim.lr`` uses it as its default.
 - ``${randlora.wandb_offline:}``  false only when the user configured W&B (``WANDB_MODE=online`` or
   ``WANDB_API_KEY`` set), so runs never try to reach the network by accident.
 """
@@ -23,6 +25,13 @@ from omegaconf import DictConfig, OmegaConf
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONFIGS_DIR = REPO_ROOT / "configs"
 _PROCESS_TOKEN = secrets.token_hex(3)
+# Adapters whose paper lr does not follow the task's domain lr (the paper: VeRA 1e-2, vision and LLMs alike).
+ADAPTER_PAPER_LR: dict[str, float] = {"vera": 1e-2}
+
+
+def paper_lr(adapter: str, base_lr: float) -> float:
+    """The default ``optim.lr``: the adapter's own paper lr where it has one, else the task's ``base_lr``."""
+    return ADAPTER_PAPER_LR.get(str(adapter), float(base_lr))
 
 
 def _precision(accelerator: str = "auto") -> str:
@@ -45,6 +54,7 @@ def register_resolvers() -> None:
         "randlora.uid": lambda: _PROCESS_TOKEN,
         "randlora.precision": _precision,
         "randlora.wandb_offline": _wandb_offline,
+        "randlora.paper_lr": paper_lr,
     }
     for name, function in resolvers.items():
         if not OmegaConf.has_resolver(name):
