@@ -13,7 +13,7 @@ import math
 import re
 import textwrap
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import matplotlib
 
@@ -25,7 +25,7 @@ import pandas as pd  # noqa: E402
 
 from randlora.reporting.summary import (average_over, best_per, lower_is_better, metric_label,  # noqa: E402
                                         metric_scale, norm_key)
-from randlora.reporting.paper import REGIME_ORDER, regime_label  # noqa: E402
+from randlora.reporting.paper import REGIME_ORDER, network_label, regime_label  # noqa: E402
 from randlora.reporting.tables import ADAPTER_LABELS  # noqa: E402
 
 PANEL_KEYS = ["task", "subtask", "train_set", "regime", "backbone"]
@@ -33,6 +33,9 @@ STYLES = {"lora": ("tab:blue", "o"), "randlora": ("tab:red", "s"), "loraplus": (
           "vera": ("tab:green", "^"), "nola": ("tab:purple", "D"), "full": ("black", "*"),
           "randlora_sparse": ("tab:orange", "P"), "zero_shot": ("tab:gray", "x"),
           "none": ("tab:gray", "x")}  # (colour, marker)
+
+
+ZERO_SHOT_ADAPTERS = ("none", "zero_shot")  # the untrained model: a floor line, not a point per regime
 
 
 class SkipFigure(Exception):
@@ -55,11 +58,37 @@ def _style(adapter: str, basis: str | None = None) -> dict[str, str]:
     return {"color": color, "marker": marker}
 
 
-def _with_metric(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
+def _with_metric(summary: pd.DataFrame, metric: str, allow_empty: bool = False) -> pd.DataFrame:
+    """The rows of ``summary`` that measured ``metric``; none raises SkipFigure unless ``allow_empty``."""
     column = f"{metric}:mean"
     if column not in summary.columns or not summary[column].notna().any():
+        if allow_empty:
+            return summary.iloc[0:0].assign(**{column: [], f"{metric}:std": []})
         raise SkipFigure(f"no completed run has metric {metric!r}")
     return summary[summary[column].notna()]
+
+
+def paper_points(reference: pd.DataFrame | None, axis: str) -> pd.DataFrame | None:
+    """The reference rows that are accuracy points on ``axis`` (``trainable_params`` or ``regime``), or None.
+
+    Paper accuracies are in % (as plotted); ``trainable_params`` becomes a number.
+    """
+    if reference is None or axis not in reference.columns:
+        return None
+    rows = reference[(reference["metric"] == "acc") & (reference[axis].fillna("") != "")]
+    if axis == "trainable_params":
+        rows = rows.assign(trainable_params=pd.to_numeric(rows["trainable_params"]))
+    return rows if len(rows) else None
+
+
+def _for_panel(paper: pd.DataFrame | None, panel: pd.DataFrame, aliases: Mapping[str, str] | None) -> pd.DataFrame:
+    """The paper's points for a panel: those of its backbone's network, or all when the reference has one network."""
+    if paper is None:
+        return pd.DataFrame(columns=["adapter", "value", "regime", "trainable_params"])
+    if paper["network"].nunique() == 1:
+        return paper
+    networks = {network_label(b, aliases) for b in panel["backbone"].dropna()} if len(panel) else set()
+    return paper[paper["network"].isin(networks)] if networks else paper[paper["network"] == paper["network"].iloc[0]]
 
 
 def _over_datasets(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -111,19 +140,27 @@ def _count_ticks(axis: matplotlib.axis.Axis) -> None:
     axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
-def plot_params(summary: pd.DataFrame, metric: str) -> plt.Figure:
-    """Figure 1 style: ``metric`` vs trainable parameters (log x); LoRA and RandLoRA as lines over ranks."""
-    data = _over_datasets(_with_metric(summary, metric), metric)
-    data, scale = data[data["trainable:mean"].notna()], metric_scale(metric)
-    if not len(data):
+def plot_params(summary: pd.DataFrame, metric: str, reference: pd.DataFrame | None = None,
+                aliases: Mapping[str, str] | None = None) -> plt.Figure:
+    """Figure 1 style: ``metric`` vs trainable parameters (log x); LoRA and RandLoRA as lines over ranks.
+
+    With ``reference`` (``experiments/<name>/reference.csv``), the paper's points (rows with a
+    ``trainable_params``) are drawn hollow and labelled "paper", ours filled and labelled "ours".
+    """
+    paper = paper_points(reference, "trainable_params")
+    data = _over_datasets(_with_metric(summary, metric, allow_empty=paper is not None), metric)
+    data, scale = data[data["trainable:mean"] > 0], metric_scale(metric)  # zero-shot (0 trainable) has no point
+    if not len(data) and paper is None:
         raise SkipFigure("no completed run records its trainable parameter count")
+    ours = " (ours)" if paper is not None else ""
 
     def draw(ax: plt.Axes, panel: pd.DataFrame) -> None:
         chosen = best_per(panel, ["adapter", "basis", "rank"], metric)
         for (adapter, basis), points in chosen.groupby(["adapter", "basis"], dropna=False, sort=True):
             points, is_line = points.sort_values("trainable:mean"), adapter in ("lora", "randlora")
             x, y = points["trainable:mean"], points[f"{metric}:mean"] * scale
-            ax.errorbar(x, y, yerr=points[f"{metric}:std"].fillna(0) * scale, label=adapter_label(adapter, basis),
+            ax.errorbar(x, y, yerr=points[f"{metric}:std"].fillna(0) * scale,
+                        label=adapter_label(adapter, basis) + ours,
                         linestyle="-" if is_line else "none", capsize=3, markersize=7 if is_line else 9,
                         **_style(adapter, basis))
             for rank, xy in zip(points["rank"], zip(x, y)):
@@ -131,37 +168,62 @@ def plot_params(summary: pd.DataFrame, metric: str) -> plt.Figure:
                     ax.annotate(f"r{int(rank)}", xy, textcoords="offset points", fontsize=7,  # LoRA above, others below
                                 xytext=(5, 4) if adapter == "lora" else (5, -10),
                                 color=_style(adapter, basis)["color"])
+        for adapter, points in _for_panel(paper, panel, aliases).groupby("adapter", sort=True):
+            points = points.sort_values("trainable_params")
+            ax.plot(points["trainable_params"], points["value"], linestyle=":", markerfacecolor="none",
+                    markersize=9, markeredgewidth=1.5, label=f"{ADAPTER_LABELS.get(adapter, adapter)} (paper)",
+                    **_style(adapter))
         ax.set(xscale="log", xlabel="trainable parameters (log scale)", ylabel=metric_label(metric))
         _count_ticks(ax.xaxis)
         ax.grid(True, which="major", alpha=0.3)
         ax.legend(fontsize=8)
 
-    return _figure(_panels(data, PANEL_KEYS), draw,
-                   f"{metric_label(metric)} vs trainable parameters (mean ± std over seeds)")
+    panels = _panels(data, PANEL_KEYS) if len(data) else [("paper only: no completed run", data)]
+    return _figure(panels, draw, f"{metric_label(metric)} vs trainable parameters (mean ± std over seeds"
+                   + ("; hollow: the paper's points" if paper is not None else "") + ")")
 
 
-def plot_regime(summary: pd.DataFrame, metric: str) -> plt.Figure:
-    """Figure 3 style: ``metric`` vs shots per class (1, 2, 4, 16) and data fraction (50%, 100%), per adapter."""
-    data = _with_metric(summary, metric)
-    data = data[data["regime"].notna()]
-    if data["regime"].nunique() < 2:
+def plot_regime(summary: pd.DataFrame, metric: str, reference: pd.DataFrame | None = None,
+                aliases: Mapping[str, str] | None = None) -> plt.Figure:
+    """Figure 3 style: ``metric`` vs shots per class (1, 2, 4, 16) and data fraction (50%, 100%), per adapter.
+
+    With ``reference``, the paper's points of the panel's network (rows with a ``regime``) are drawn hollow and
+    labelled "paper", ours filled with error bars and labelled "ours"; zero-shot runs (no regime) are a floor line.
+    """
+    paper = paper_points(reference, "regime")
+    data = _with_metric(summary, metric, allow_empty=paper is not None)
+    floor = data[data["adapter"].isin(ZERO_SHOT_ADAPTERS)]
+    data = data[data["regime"].notna() & ~data["adapter"].isin(ZERO_SHOT_ADAPTERS)]
+    if data["regime"].nunique() < 2 and paper is None:
         raise SkipFigure("fewer than two few-shot regimes (task.shots / task.fraction) in the runs")
     data, scale = _over_datasets(data, metric), metric_scale(metric)
-    order = [r for r in REGIME_ORDER if r in set(data["regime"])] + sorted(set(data["regime"]) - set(REGIME_ORDER))
+    floor = _over_datasets(floor, metric) if len(floor) else floor
+    regimes = set(data["regime"]) | (set(paper["regime"]) if paper is not None else set())
+    order = [r for r in REGIME_ORDER if r in regimes] + sorted(regimes - set(REGIME_ORDER))
+    ours = " (ours)" if paper is not None else ""
 
     def draw(ax: plt.Axes, panel: pd.DataFrame) -> None:
         chosen = best_per(panel, ["adapter", "basis", "rank", "regime"], metric)
         for (adapter, basis, rank), line in chosen.groupby(["adapter", "basis", "rank"], dropna=False, sort=True):
             line = line.assign(x=line["regime"].map(order.index)).sort_values("x")
             ax.errorbar(line["x"], line[f"{metric}:mean"] * scale, yerr=line[f"{metric}:std"].fillna(0) * scale,
-                        label=adapter_label(adapter, basis, rank), capsize=3, **_style(adapter, basis))
+                        label=adapter_label(adapter, basis, rank) + ours, capsize=3, **_style(adapter, basis))
+        for adapter, line in _for_panel(paper, panel, aliases).groupby("adapter", sort=True):
+            line = line.assign(x=line["regime"].map(order.index)).sort_values("x")
+            ax.plot(line["x"], line["value"], linestyle=":", markerfacecolor="none", markersize=9,
+                    markeredgewidth=1.5, label=f"{ADAPTER_LABELS.get(adapter, adapter)} (paper)", **_style(adapter))
+        backbones = set(panel["backbone"]) if len(panel) else set()
+        for row in floor[floor["backbone"].isin(backbones)].to_dict("records") if len(floor) else []:
+            ax.axhline(row[f"{metric}:mean"] * scale, color="tab:gray", linestyle="--", label="zero-shot" + ours)
         ax.set_xticks(range(len(order)), [regime_label(r) for r in order])
         ax.set(xlabel="training data: shots per class, or fraction of the training set", ylabel=metric_label(metric))
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
 
-    return _figure(_panels(data, [k for k in PANEL_KEYS if k != "regime"]), draw,
-                   f"{metric_label(metric)} vs training data (mean ± std over seeds)")
+    panels = _panels(data, [k for k in PANEL_KEYS if k != "regime"]) if len(data) else [
+        ("paper only: no completed run", data)]
+    return _figure(panels, draw, f"{metric_label(metric)} vs training data (mean ± std over seeds"
+                   + ("; hollow: the paper's points" if paper is not None else "") + ")")
 
 
 def plot_memory(summary: pd.DataFrame, metric: str) -> plt.Figure:
@@ -220,18 +282,25 @@ FIGURES = {  # name -> (drawing function, file name; {metric} is the metric as i
     "memory": (plot_memory, "peak_memory"), "heatmap": (plot_heatmap, "rank_lr_ratio_{metric}")}
 
 
+WITH_PAPER_POINTS = ("params", "regime")  # the figures that draw a reference CSV's points beside ours
+
+
 def make_figures(summary: pd.DataFrame, metric: str, out_dir: Path | str, which: list[str] | None = None,
-                 formats: list[str] | None = None) -> tuple[list[Path], dict[str, str]]:
+                 formats: list[str] | None = None, reference: pd.DataFrame | None = None,
+                 aliases: Mapping[str, str] | None = None) -> tuple[list[Path], dict[str, str]]:
     """Draw each figure of ``which`` (default all) into ``out_dir`` as each of ``formats`` (default PNG and PDF).
 
-    Returns the written paths and ``{figure: reason}`` for the figures skipped for lack of data.
+    ``reference`` (a paper CSV) adds the paper's points to the figures of ``WITH_PAPER_POINTS``; ``aliases``
+    (backbone -> paper network) says which network a backbone stands for. Returns the written paths and
+    ``{figure: reason}`` for the figures skipped for lack of data.
     """
     written, skipped = [], {}
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     for name in which or list(FIGURES):
         plot, file_name = FIGURES[name]
         try:
-            figure = plot(summary, metric)
+            figure = (plot(summary, metric, reference, aliases) if name in WITH_PAPER_POINTS and reference is not None
+                      else plot(summary, metric))
         except SkipFigure as reason:
             skipped[name] = str(reason)
             continue

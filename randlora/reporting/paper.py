@@ -8,6 +8,7 @@ runs and unreadable result files that belong to a table are counted in its footn
 """
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -203,3 +204,42 @@ def fig3_clip(summary: pd.DataFrame, reference: pd.DataFrame, runs: pd.DataFrame
         tables.append(Table(f"Figure 3 data: CLIP {network}, accuracy (%) per regime and peak memory",
                             ["adapter"] + [regime_label(r) for r in REGIME_ORDER] + ["memory (GB)"], rows, notes))
     return tables
+
+
+def fig1_points(summary: pd.DataFrame, reference: pd.DataFrame, metric: str = "test/acc",
+                aliases: Mapping[str, str] | None = None) -> Table:
+    """Figure 1's paper points (accuracy at a trainable-parameter count), each beside our nearest point.
+
+    Ours: the dataset-averaged configurations of the same adapter (dense bases) whose trainable count is within
+    a factor 2 of the paper's, the closest in log scale; "—" where we have none. ``aliases`` is unused here
+    (Figure 1's references hold one network each) and kept for the same call as the other paper tables.
+    """
+    points = reference[(reference["metric"] == "acc") & (reference["trainable_params"].fillna("") != "")]
+    ours = _labelled(summary, aliases)
+    if len(ours) and f"{metric}:mean" in ours.columns:
+        ours = ours[ours[f"{metric}:mean"].notna() & (ours["trainable:mean"] > 0)]
+        if ours["dataset"].notna().any():
+            ours = average_over(ours, "dataset", [metric, "trainable"])
+    scale, rows = metric_scale(metric), []
+    points = points.assign(trainable_params=pd.to_numeric(points["trainable_params"]))
+    for point in points.sort_values(["adapter", "trainable_params"], kind="stable").to_dict("records"):
+        target = float(point["trainable_params"])
+        mine = ours[ours["adapter"] == point["adapter"]] if len(ours) else ours
+        distance = (mine["trainable:mean"] / target).map(lambda r: abs(math.log(r))) if len(mine) else None
+        close = mine[distance <= math.log(2)] if len(mine) else mine
+        label = ADAPTER_LABELS.get(point["adapter"], point["adapter"])
+        if not len(close):
+            rows.append([label, f"{target:,.0f}", MISSING_CELL, format_cell(None, paper=point["value"])])
+            continue
+        best = close.loc[distance[close.index].idxmin()]
+        rank = norm_key(best["rank"])
+        rows.append([label, f"{target:,.0f}", f"r{rank}: {best['trainable:mean']:,.0f}" if rank else
+                     f"{best['trainable:mean']:,.0f}",
+                     format_cell(best[f"{metric}:mean"] * scale, best[f"{metric}:std"] * scale, int(best["n"]),
+                                 point["value"])])
+    notes = [f"Paper points: {points['source'].iloc[0] if len(points) else 'none'} (read from the plot); ours: the "
+             f"configuration of the same adapter nearest in trainable parameters (within 2x), mean over datasets of "
+             f"the seed means of {metric}; {MISSING_CELL} = no completed run near that budget."]
+    network = points["network"].iloc[0] if len(points) else ""
+    return Table(f"Figure 1 data: {network}, accuracy (%) vs trainable parameters",
+                 ["adapter", "trainable (paper)", "ours: rank and trainable", "accuracy"], rows, notes)
