@@ -9,7 +9,7 @@ import torch
 
 from randlora.adapters import basis_checksum, inject, save_adapter
 from randlora.export.source import build_base
-from randlora.results import write_json_atomic
+from randlora.run.results import write_json_atomic
 from randlora.train import adapter_settings
 from randlora.utils.config import compose_config, to_plain
 

@@ -3,7 +3,9 @@
 Bases are drawn once per model from `basis_seed` with a CPU generator in float32, so they are bit-identical on
 every machine and device, then moved to the model's device. They are sized to the largest adapted layer and
 each layer uses a slice. They are never saved: `checksum` (SHA-256 of the float32 bytes, in creation order)
-lets a loaded adapter prove it sees the same bases it was trained with.
+lets a loaded adapter prove it sees the same bases it was trained with. The one exception are bases that
+come from elsewhere (an imported PEFT adapter's projections): `SharedBases.replace` installs them, and
+`save_adapter` then stores them in the adapter file, since no seed regenerates them.
 """
 from __future__ import annotations
 
@@ -53,7 +55,8 @@ class SharedBases(nn.Module):
 
     Every adapted layer keeps a reference to the same instance as its `bases` submodule, so `.to()` moves the
     bases with the model while memory holds one copy. `checksum` is None when the bases were not drawn
-    (a model on the `meta` device, used only to count parameters).
+    (a model on the `meta` device, used only to count parameters). `stored` is True once `replace` has put
+    bases in that `basis_seed` does not regenerate; they are then saved with the adapter.
     """
 
     def __init__(self, method: str, seed: int, tensors: dict[str, torch.Tensor], checksum_: str | None):
@@ -61,8 +64,23 @@ class SharedBases(nn.Module):
         self.method = method
         self.seed = seed
         self.checksum = checksum_
+        self.stored = False
         for name, tensor in tensors.items():
             self.register_buffer(name, tensor, persistent=False)
+
+    @torch.no_grad()
+    def replace(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Use `tensors` (same names and shapes as the drawn bases) instead; the checksum becomes theirs."""
+        own = dict(self.named_buffers(recurse=False))
+        if set(tensors) != set(own):
+            raise ValueError(f"{self.method} bases: got {sorted(tensors)}, expected {sorted(own)}")
+        for name, tensor in tensors.items():
+            if tuple(tensor.shape) != tuple(own[name].shape):
+                raise ValueError(f"{self.method} basis {name}: shape {tuple(tensor.shape)}, expected "
+                                 f"{tuple(own[name].shape)}")
+            own[name].copy_(tensor)
+        self.stored = True
+        self.checksum = checksum([b for _, b in self.named_buffers(recurse=False)])
 
     def extra_repr(self) -> str:
         shapes = ", ".join(f"{n}={tuple(b.shape)}" for n, b in self.named_buffers(recurse=False))

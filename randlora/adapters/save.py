@@ -4,6 +4,8 @@ Frozen random bases are not stored: `load_adapter` regenerates them from `basis_
 injecting the stored config, and refuses the file if their checksum differs from the stored one. A fingerprint
 of the base model's parameter names and shapes guards against loading onto another backbone. Files are
 written to a temporary name and renamed, so a kill never leaves a truncated file under the real name.
+Bases that no seed regenerates (an imported PEFT adapter's, `SharedBases.stored`) are stored in the file as
+`bases.<name>` and put back by `load_adapter` before the checksum check.
 """
 from __future__ import annotations
 
@@ -20,10 +22,12 @@ from torch import nn
 
 from randlora.utils.files import publish
 
+from .bases import SharedBases
 from .config import AdapterConfig
 from .inject import CONFIG_ATTR, basis_checksum, count_parameters, inject
 
 FORMAT = "randlora-adapter/1"
+STORED_BASES = "bases."  # key prefix of stored bases
 ADAPTER_PARAM = re.compile(r"(^|\.)(lora_A|lora_B|vera_lambda_b|vera_lambda_d|nola_alpha|nola_beta|"
                            r"randlora_lambda|randlora_gamma)$")
 
@@ -47,6 +51,10 @@ def save_adapter(model: nn.Module, path: str | os.PathLike) -> Path:
     if config is None:
         raise ValueError("save_adapter: the model has no adapter; call inject(model, config) first")
     tensors = {n: p.detach().to("cpu").clone().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+    bases = shared_bases(model)
+    if bases is not None and bases.stored:
+        tensors.update({STORED_BASES + n: b.detach().to("cpu").clone().contiguous()
+                        for n, b in bases.named_buffers(recurse=False)})
     metadata = {
         "format": FORMAT,
         "adapter_config": json.dumps(config.to_dict()),
@@ -60,6 +68,10 @@ def save_adapter(model: nn.Module, path: str | os.PathLike) -> Path:
     save_file(tensors, str(tmp), metadata=metadata)
     publish(tmp, path)  # safetensors creates 0600; the file gets the umask's mode like any other
     return path
+
+
+def shared_bases(model: nn.Module) -> SharedBases | None:
+    return next((m for m in model.modules() if isinstance(m, SharedBases)), None)
 
 
 def read_adapter_metadata(path: str | os.PathLike) -> dict[str, str]:
@@ -98,6 +110,13 @@ def load_adapter(model: nn.Module, path: str | os.PathLike) -> AdapterConfig:
     if metadata["base_signature"] != signature:
         raise ValueError(f"adapter file {path} was trained on another base model (parameter names/shapes differ:"
                          f" file {metadata['base_signature'][:19]}…, model {signature[:19]}…)")
+    bases = shared_bases(model)
+    with safe_open(str(path), framework="pt") as f:
+        stored = {k[len(STORED_BASES):]: f.get_tensor(k) for k in f.keys() if k.startswith(STORED_BASES)}
+    if stored:
+        if bases is None:
+            raise ValueError(f"adapter file {path} stores random bases, but a {saved.name} adapter has none")
+        bases.replace(stored)
     checksum = basis_checksum(model) or ""
     if metadata["basis_checksum"] and checksum and metadata["basis_checksum"] != checksum:
         raise ValueError(f"adapter file {path}: random bases regenerated from basis_seed={saved.basis_seed} have "
@@ -105,7 +124,7 @@ def load_adapter(model: nn.Module, path: str | os.PathLike) -> AdapterConfig:
                          "The bases differ (another torch RNG, basis kind, rank or targets); refusing to load.")
     params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     with safe_open(str(path), framework="pt") as f:
-        keys = set(f.keys())
+        keys = {k for k in f.keys() if not k.startswith(STORED_BASES)}
         missing, unexpected = sorted(set(params) - keys), sorted(keys - set(params))
         if missing or unexpected:
             raise ValueError(f"adapter file {path} does not fit the model: missing {missing[:5]}, "

@@ -9,6 +9,7 @@ Every exported folder records where it came from in provenance.json (run id, con
 """
 from .merged import export_merged
 from .peft_export import NotExpressible, export_peft
+from .peft_import import import_peft
 from .source import PROVENANCE_FILE, load_run
 
-__all__ = ["NotExpressible", "PROVENANCE_FILE", "export_merged", "export_peft", "load_run"]
+__all__ = ["NotExpressible", "PROVENANCE_FILE", "export_merged", "export_peft", "import_peft", "load_run"]

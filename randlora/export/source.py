@@ -23,7 +23,7 @@ from torch.nn.utils import parametrize
 
 from randlora.adapters.inject import CONFIG_ATTR, adapter_layers
 from randlora.adapters.layer import AdaptedLayer
-from randlora.results import ADAPTER_FILE, RESULT_FILE, write_json_atomic
+from randlora.run.results import ADAPTER_FILE, RESULT_FILE, write_json_atomic
 
 PROVENANCE_FILE = "provenance.json"
 
@@ -75,6 +75,8 @@ def load_run(run_dir: str | Path) -> Run:
     run_dir = Path(run_dir)
     result = read_result(run_dir)
     adapter_path = run_dir / ADAPTER_FILE
+    if not adapter_path.is_file():
+        raise FileNotFoundError(f"{run_dir} has no {ADAPTER_FILE} (a zero-shot run trains none); nothing to export")
     read_adapter_metadata(adapter_path)
     if result["config"]["backbone"].get("family") == "synthetic":
         raise ValueError(f"{run_dir}: the synthetic backbone is a test network with no format of its own to "
@@ -115,8 +117,12 @@ class Part:
     tokenizer: Any = None
 
 
-def pretrained_part(backbone: nn.Module, config: dict[str, Any]) -> Part:
-    """The exportable model inside `backbone`. timm: our head becomes the model's classifier (in place)."""
+def pretrained_part(backbone: nn.Module, config: dict[str, Any], export: bool = True) -> Part:
+    """The exportable model inside `backbone`.
+
+    With `export` (the backbone is consumed), timm's encoder gets our head as its classifier and CLIP's linear
+    mode gets its text tower back; without it only the names are right (for importing into `backbone`).
+    """
     kind = getattr(backbone, "kind", "")
     if kind == "causal_lm":
         return Part(backbone.model, "model.", "transformers", tokenizer=backbone.tokenizer)
@@ -125,13 +131,15 @@ def pretrained_part(backbone: nn.Module, config: dict[str, Any]) -> Part:
                     tokenizer=backbone.tokenizer)
     if kind == "image":
         encoder = backbone.encoder
-        encoder.reset_classifier(backbone.head.out_features)
-        encoder.head = backbone.head  # the same Linear: pooled features -> logits, as timm's own head
+        if export:
+            encoder.reset_classifier(backbone.head.out_features)
+            encoder.head = backbone.head  # the same Linear: pooled features -> logits, as timm's own head
         return Part(encoder, "encoder.", "timm", renames={"head.": "head."})
     if kind == "clip":
         if backbone.head_mode == "prompts":
             return Part(backbone.clip, "clip.", "open_clip")
-        return Part(full_clip(backbone, config), "", "open_clip", head=backbone.head, head_prefix="head.")
+        model = full_clip(backbone, config) if export else backbone.visual
+        return Part(model, "", "open_clip", head=backbone.head, head_prefix="head.")
     raise ValueError(f"backbone kind {kind!r} has no export format (supported: causal_lm, text, image, clip)")
 
 
@@ -153,6 +161,14 @@ def part_name(part: Part, name: str) -> str | None:
     if name.startswith(part.prefix):
         return name[len(part.prefix):]
     return None
+
+
+def our_name(part: Part, name: str) -> str:
+    """A name in `part.model` -> ours (the inverse of `part_name`)."""
+    for ours, theirs in part.renames.items():
+        if (name + ".").startswith(theirs):
+            return (ours + name[len(theirs):]).rstrip(".")
+    return part.prefix + name
 
 
 def save_head(part: Part, folder: Path) -> Path | None:
@@ -217,11 +233,5 @@ def adapted_names(model: nn.Module) -> list[tuple[str, AdaptedLayer]]:
     """(module name, adapter) for every adapted module; a parametrized in_proj gets its owner's name."""
     owners = {id(p): name for name, m in model.named_modules()
               for plist in (getattr(m, "parametrizations", {}) or {}).values() for p in plist}
-    found = []
-    for layer, weight in adapter_layers(model):
-        if weight is None:
-            name = next(n for n, m in model.named_modules() if m is layer)
-        else:
-            name = owners[id(layer)]
-        found.append((name, layer))
-    return found
+    names = {id(m): name for name, m in model.named_modules()}
+    return [(names[id(layer)] if weight is None else owners[id(layer)], layer) for layer, weight in adapter_layers(model)]
