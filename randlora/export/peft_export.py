@@ -70,9 +70,9 @@ def export_peft(run: Run, out: str | Path) -> dict[str, Any]:
     with staged_folder(out) as folder:
         peft_model.save_pretrained(str(folder))
         head = save_head(part, folder)
-        sizes = {"our_adapter_bytes": run.adapter_path.stat().st_size,
+        sizes = {"peft_type": peft_config.peft_type.value, "our_adapter_bytes": run.adapter_path.stat().st_size,
                  "peft_adapter_bytes": (folder / "adapter_model.safetensors").stat().st_size}
-        write_provenance(folder, run, "peft", {"library": part.library, "peft_type": peft_config.peft_type.value,
+        write_provenance(folder, run, "peft", {"library": part.library,
                                                "head_file": head.name if head is not None else None, **sizes})
     return sizes
 

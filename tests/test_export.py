@@ -1,0 +1,172 @@
+"""Export to PEFT and to merged models, import from PEFT: outputs elsewhere equal ours.
+
+Tolerances: PEFT export/import atol 1e-5, rtol 1e-4 (float32, same ΔW summed in another order; observed
+≤ 6e-6 on logits of size ~1); merged export atol 1e-5, rtol 1e-4 (W0 + ΔW rounded once to float32).
+Every case also checks that the adapter moves the outputs (by far more than the tolerance), so equality
+cannot come from an adapter that does nothing.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from helpers_export import make_run, run_config
+from randlora.adapters import load_adapter
+from randlora.export import NotExpressible, export_merged, export_peft, import_peft, load_run
+from randlora.export.cli import main as cli_main
+from randlora.export.source import build_base
+
+peft = pytest.importorskip("peft")
+TOL = dict(atol=1e-5, rtol=1e-4)
+# (backbone, adapter, overrides): rank 3 on 20-wide layers gives n = 7 RandLoRA bases per layer
+# One case per adapter and backbone runs by default; the other six are marked slow.
+DEFAULT = {("tiny_llama", "randlora"), ("tiny_bert", "vera"), ("tiny_vit", "lora")}
+CASES = [pytest.param(backbone, adapter, [f"adapter.rank={3 if adapter == 'randlora' else 4}"],
+                      marks=() if (backbone, adapter) in DEFAULT else pytest.mark.slow)
+         for backbone in ("tiny_llama", "tiny_bert", "tiny_vit") for adapter in ("lora", "vera", "randlora")]
+
+
+def inputs(backbone, model):
+    if backbone in ("tiny_vit", "tiny_clip"):
+        return torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    return dict(model.tokenizer(["the correct answer is true", "hello there"], return_tensors="pt", padding=True))
+
+
+def logits(backbone, model, x):
+    with torch.no_grad():
+        return model(**x).logits if backbone == "tiny_llama" else model(x)
+
+
+def peft_base(backbone, base):
+    """The model a PEFT user loads: transformers model, or timm model with num_classes (its head restored)."""
+    if backbone == "tiny_vit":
+        base.encoder.reset_classifier(base.head.out_features)
+        return base.encoder
+    return base.model if backbone == "tiny_llama" else base.encoder
+
+
+def peft_logits(backbone, base, folder, x):
+    """Logits through PeftModel.from_pretrained(base, folder); BERT's head and pooling are ours (head file)."""
+    model = peft.PeftModel.from_pretrained(peft_base(backbone, base), str(folder)).eval()
+    if backbone == "tiny_bert":  # base.encoder is now PEFT-wrapped in place; our head from head.safetensors
+        base.head.load_state_dict(load_file(str(folder / "head.safetensors")))
+        model = base
+    return logits(backbone, model, x)
+
+
+@pytest.mark.parametrize("backbone,adapter,overrides", CASES)
+def test_peft_export_loads_in_peft_with_our_outputs(tmp_path, backbone, adapter, overrides):
+    run = load_run(make_run(tmp_path, backbone, adapter, overrides))
+    x = inputs(backbone, run.backbone)
+    ours = logits(backbone, run.backbone, x)
+    sizes = export_peft(run, tmp_path / "peft")
+    base = build_base(run.config)
+    assert (logits(backbone, base, x) - ours).abs().max() > 1e-2
+    torch.testing.assert_close(peft_logits(backbone, base, tmp_path / "peft", x), ours, **TOL)
+    provenance = json.loads((tmp_path / "peft" / "provenance.json").read_text())
+    assert provenance["run_id"] == f"test_{backbone}_{adapter}" and provenance["metrics"] == {"test/acc": 0.5}
+    assert provenance["config"]["backbone"]["name"] == backbone
+    assert (provenance["basis_checksum"] or "").startswith("sha256:") == (adapter != "lora")
+    if adapter == "randlora":  # PEFT stores the projections (once per layer): much larger than ours
+        assert sizes["peft_adapter_bytes"] > 5 * sizes["our_adapter_bytes"]
+
+
+def test_peft_export_folds_the_authors_scale_and_fewer_bases(tmp_path):
+    """authors_llm's s = α/(r√n) is folded into λ; num_bases below PEFT's ⌈m/r⌉ pads λ with zeros."""
+    run = load_run(make_run(tmp_path, "tiny_llama", "randlora",
+                            ["adapter.rank=3", "adapter.scaling=authors_llm", "adapter.num_bases=5"]))
+    x = inputs("tiny_llama", run.backbone)
+    ours = logits("tiny_llama", run.backbone, x)
+    export_peft(run, tmp_path / "peft")
+    torch.testing.assert_close(peft_logits("tiny_llama", build_base(run.config), tmp_path / "peft", x), ours, **TOL)
+
+
+def test_peft_export_refuses_what_peft_cannot_express(tmp_path):
+    gqa = make_run(tmp_path, "tiny_llama", "randlora", ["adapter.rank=3", "+backbone.model_kwargs.num_key_value_heads=1"])
+    with pytest.raises(NotExpressible, match=r"k_proj.*need different layouts; use --format merged"):
+        export_peft(load_run(gqa), tmp_path / "gqa")
+    with pytest.raises(NotExpressible, match=r"'nola'.*PEFT has no NoLA.*--format merged"):
+        export_peft(load_run(make_run(tmp_path, "tiny_bert", "nola")), tmp_path / "nola")
+    clip = make_run(tmp_path, "tiny_clip", "vera", ["adapter.rank=4"])
+    with pytest.raises(NotExpressible, match=r"in_proj_weight \(clip\.visual\.transformer\.resblocks\.0\.attn.*merged"):
+        export_peft(load_run(clip), tmp_path / "clip")
+    assert not any(p.name.startswith(("gqa", "nola", "clip", ".")) for p in tmp_path.iterdir() if p.is_dir()
+                   and not (p / "result.json").exists())
+
+
+@pytest.mark.parametrize("backbone", ["tiny_llama", pytest.param("tiny_bert", marks=pytest.mark.slow), "tiny_vit",
+                                      pytest.param("tiny_clip", marks=pytest.mark.slow)])
+def test_merged_export_reloads_with_the_adapted_outputs(tmp_path, backbone):
+    run = load_run(make_run(tmp_path, backbone, "randlora", ["adapter.rank=3"]))
+    x = inputs(backbone, run.backbone)
+    ours = logits(backbone, run.backbone, x)
+    out = export_merged(run, tmp_path / "merged")
+    if backbone == "tiny_llama":
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        model = AutoModelForCausalLM.from_pretrained(out).eval()
+        assert AutoTokenizer.from_pretrained(out)("hello there")["input_ids"] == \
+            run.backbone.tokenizer("hello there")["input_ids"]
+        reloaded = logits(backbone, model, x)
+    elif backbone == "tiny_bert":
+        from transformers import AutoModel
+
+        base = build_base(run.config)
+        base.encoder = AutoModel.from_pretrained(out).eval()
+        base.head.load_state_dict(load_file(str(out / "head.safetensors")))
+        reloaded = logits(backbone, base.eval(), x)
+    elif backbone == "tiny_vit":
+        import timm
+
+        reloaded = logits(backbone, timm.create_model(f"local-dir:{out}", pretrained=True).eval(), x)
+    else:
+        import open_clip
+
+        provenance = json.loads((out / "provenance.json").read_text())
+        model = open_clip.create_model(provenance["open_clip_name"], pretrained=str(out / provenance["weights_file"]),
+                                       **provenance["open_clip_kwargs"]).eval()
+        base = build_base(run.config).eval()
+        base.clip = model
+        reloaded = logits(backbone, base, x)
+    assert (logits(backbone, build_base(run.config).eval(), x) - ours).abs().max() > 1e-2
+    torch.testing.assert_close(reloaded, ours, **TOL)
+
+
+@pytest.mark.parametrize("adapter", [pytest.param("lora", marks=pytest.mark.slow),
+                                     pytest.param("vera", marks=pytest.mark.slow), "randlora"])
+def test_import_gives_peft_outputs(tmp_path, adapter):
+    """A PEFT adapter trained elsewhere (random values; GQA LLaMA, so RandLoRA layers have different n)."""
+    config = run_config("tiny_llama", adapter, ["+backbone.model_kwargs.num_key_value_heads=1"])
+    base = build_base(config)
+    targets = ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"]
+    peft_config = {"lora": peft.LoraConfig(r=3, lora_alpha=5, target_modules=targets),
+                   "vera": peft.VeraConfig(r=3, target_modules=targets),
+                   "randlora": peft.RandLoraConfig(r=3, randlora_alpha=30, target_modules=targets)}[adapter]
+    theirs = peft.get_peft_model(base.model, peft_config)
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in theirs.parameters():
+            if p.requires_grad:
+                p.copy_(torch.randn(p.shape, generator=generator) * 0.2)
+    theirs.save_pretrained(str(tmp_path / "peft"))
+    x = inputs("tiny_llama", base)
+    expected = logits("tiny_llama", theirs.eval(), x)
+    out = import_peft(tmp_path / "peft", config, tmp_path / "ours")
+    ours = build_base(config)
+    load_adapter(ours, out / "adapter.safetensors")
+    torch.testing.assert_close(logits("tiny_llama", ours.eval(), x), expected, **TOL)
+    assert json.loads((out / "import.json").read_text())["status"] == "imported"
+
+
+def test_cli_refuses_in_one_line_and_writes_nothing(tmp_path, capsys):
+    run_dir = make_run(tmp_path, "tiny_bert", "nola")
+    assert cli_main([str(run_dir), "--format", "peft", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--format merged" in err
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
+    assert cli_main([str(run_dir), "--format", "merged", "--out", str(tmp_path / "out")]) == 0
+    assert cli_main([str(run_dir), "--format", "merged", "--out", str(tmp_path / "out")]) == 2
+    assert "already exists" in capsys.readouterr().err
