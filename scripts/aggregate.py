@@ -5,7 +5,8 @@
         -> results/summary_mean.csv  one row per configuration: mean, std and n over seeds of the ok runs
 
 It prints how many runs are ok / failed / corrupt / incomplete and lists every run that is not ok.
-Failed, corrupt and missing runs are never averaged in (see randlora/reporting/).
+Failed, corrupt and missing runs are never averaged in (see randlora/reporting/); smoke runs (debug=fast) are
+left out unless --include-debug.
 """
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--expected", default=None,
                         help="CSV of expected configurations (header: configuration keys such as adapter,rank); "
                              "cells without any run appear in summary_mean.csv with status 'missing'")
+    parser.add_argument("--include-debug", action="store_true",
+                        help="also count smoke runs (debug=fast, marked \"debug\" in result.json)")
     parser.add_argument("--config-field", action="append", default=[], metavar="COLUMN=DOTTED.PATH",
                         help="add a configuration column read from the stored config, e.g. targets=adapter.targets")
     args = parser.parse_args(argv)
@@ -35,7 +38,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        runs = reporting.collect(args.runs_dir, config_fields=args.config_fields)
+        runs = reporting.collect(args.runs_dir, config_fields=args.config_fields, include_debug=args.include_debug)
         expected = reporting.read_csv(args.expected) if args.expected else None
         summary = reporting.summarise(runs, expected=expected)
     except (FileNotFoundError, ValueError, KeyError) as err:
@@ -45,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     mean_path = reporting.write_csv(summary, Path(args.out_dir) / "summary_mean.csv")
     counts = reporting.status_counts(runs)
     print(f"{len(runs)} runs under {args.runs_dir}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    if runs.attrs.get("debug_left_out"):
+        print(f"{runs.attrs['debug_left_out']} smoke runs (debug=fast) left out; --include-debug counts them")
     missing = summary[summary["status"] == "missing"].to_dict("records")
     print(f"{len(summary)} configurations" + (f", {len(missing)} expected ones missing" if args.expected else ""))
     bad = reporting.failures(runs)

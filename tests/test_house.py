@@ -8,6 +8,15 @@ import pytest
 from torch import nn
 
 
+def _load_script(path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"script_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _mode(path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
 
@@ -59,3 +68,39 @@ def test_result_config_and_adapter_file_agree_on_lr_and_lr_ratio(loraplus_run):
     assert result["lr_ratio"] == result["config"]["adapter"]["lr_ratio"] == stored["lr_ratio"] == 4
     assert result["lr"] == result["config"]["optim"]["lr"] == pytest.approx(3e-3)
     assert "lr_ratio" not in result["config"]["optim"] and "lr" not in result["config"]["adapter"]
+
+
+def _write_run(root, run_id: str, debug: str | None, acc: float):
+    from datetime import datetime
+
+    from omegaconf import OmegaConf
+
+    from randlora.run.results import build_result, write_result
+
+    cfg = OmegaConf.create({"seed": 0, "budget": None, "debug_preset": debug, "task": {"name": "tweets"},
+                            "backbone": {"name": "tiny"}, "adapter": {"name": "lora", "rank": 2},
+                            "optim": {"lr": 1e-3}})
+    result = build_result(cfg, run_id=run_id, started=datetime(2025, 1, 1), metrics={"test/acc": acc},
+                          params={"trainable": 1, "total": 2}, wall_time_s=1.0)
+    write_result(root / "tweets" / "tiny" / "lora" / run_id, result)
+    return result
+
+
+def test_debug_runs_are_marked_and_left_out_of_aggregation_unless_asked(tmp_path):
+    from randlora import reporting
+    from randlora.utils.config import REPO_ROOT, compose_config
+
+    aggregate = _load_script(REPO_ROOT / "scripts" / "aggregate.py")
+
+    assert compose_config(["debug=fast"]).debug_preset == "fast" and compose_config([]).debug_preset is None
+    assert _write_run(tmp_path, "real", None, 0.8)["debug"] is None
+    assert _write_run(tmp_path, "smoke", "fast", 0.1)["debug"] == "fast"
+    runs = reporting.collect(tmp_path)
+    assert list(runs["run_id"]) == ["real"] and runs.attrs["debug_left_out"] == 1
+    assert sorted(reporting.collect(tmp_path, include_debug=True)["run_id"]) == ["real", "smoke"]
+    assert aggregate.main([str(tmp_path), "--out-dir", str(tmp_path / "out")]) == 0
+    mean = reporting.read_csv(tmp_path / "out" / "summary_mean.csv")
+    assert mean["test/acc:mean"].tolist() == [pytest.approx(0.8)]
+    assert aggregate.main([str(tmp_path), "--out-dir", str(tmp_path / "all"), "--include-debug"]) == 0
+    assert reporting.read_csv(tmp_path / "all" / "summary_mean.csv")["test/acc:mean"].tolist() == \
+        [pytest.approx(0.45)]

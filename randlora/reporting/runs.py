@@ -4,6 +4,9 @@ A file that must not be used — unreadable, empty, truncated or invalid JSON, n
 type — is refused by :func:`read_result` (:class:`CorruptResultError` names the file and the reason) and becomes
 a ``status == "corrupt"`` row without metrics: never a 0 (the authors' scripts counted a missing file as 0 %).
 A run folder ``<task>/<backbone>/<adapter>/<run-id>/`` holding no ``result.json`` becomes an ``incomplete`` row.
+Smoke runs (``"debug": "fast"`` in the file, from ``debug=fast``) are left out unless asked for
+(``collect(include_debug=True)``, ``aggregate.py --include-debug``); the frame's ``attrs["debug_left_out"]``
+counts them.
 
 Columns: the configuration keys ``KEY_COLUMNS``, ``seed``/``basis_seed``, ``INFO_COLUMNS``, the measurements
 ``VALUE_COLUMNS``, then one column per metric named as in the file (``test/acc``, ``test/acc/boolq``). Metric
@@ -37,13 +40,13 @@ STATUSES = ("ok", "failed", "corrupt", "incomplete")  # the first two are writte
 KEY_COLUMNS = ["task", "subtask", "dataset", "regime", "train_set", "backbone", "adapter", "basis", "scaling",
                "targets", "rank", "alpha", "num_bases", "budget", "lr", "lr_ratio"]
 REPLICATE_COLUMNS = ["seed", "basis_seed"]
-INFO_COLUMNS = ["status", "error", "run_id", "started", "path", "config_differs"]
+INFO_COLUMNS = ["status", "error", "run_id", "started", "path", "config_differs", "debug"]
 VALUE_COLUMNS = ["trainable", "total", "peak_memory_mb", "wall_time_s", "samples_per_s"]
 RUN_COLUMNS = KEY_COLUMNS + REPLICATE_COLUMNS + INFO_COLUMNS + VALUE_COLUMNS
 NUMBER_COLUMNS = ["rank", "alpha", "num_bases", "lr", "lr_ratio"] + REPLICATE_COLUMNS + VALUE_COLUMNS
 REQUIRED_FIELDS = ("task", "backbone", "adapter")
 FIELD_KINDS = {  # kind -> the top-level fields of schema 1 that must be of that kind (or null where not required)
-    "str": ["task", "backbone", "adapter", "subtask", "run_id", "started", "error"],
+    "str": ["task", "backbone", "adapter", "subtask", "run_id", "started", "error", "debug"],
     "int": ["rank", "seed", "basis_seed"],
     "number": ["alpha", "lr", "lr_ratio", "peak_memory_mb", "wall_time_s", "samples_per_s"],
     "object": ["metrics", "params", "config"]}
@@ -181,8 +184,12 @@ def _keys_from_path(run_dir: Path, runs_dir: Path) -> dict[str, str]:
     return dict(zip(["task", "backbone", "adapter", "run_id"], parts)) if len(parts) >= 4 else {}
 
 
-def collect(runs_dir: Path | str, config_fields: Mapping[str, str] | None = None) -> pd.DataFrame:
+def collect(runs_dir: Path | str, config_fields: Mapping[str, str] | None = None,
+            include_debug: bool = False) -> pd.DataFrame:
     """The runs table of every ``result.json`` below ``runs_dir``, plus incomplete run folders, sorted by path.
+
+    Runs marked ``debug`` (smoke runs) are left out unless ``include_debug``; ``attrs["debug_left_out"]`` says
+    how many were.
 
     ``config_fields`` maps extra configuration columns to dotted config paths, e.g. ``{"targets":
     "adapter.targets"}``; :func:`~randlora.reporting.summary.summarise` groups by them too.
@@ -197,12 +204,16 @@ def collect(runs_dir: Path | str, config_fields: Mapping[str, str] | None = None
                              f"({', '.join(RUN_COLUMNS)})")
     rows: list[dict[str, Any]] = []
     configs: dict[int, dict[str, str]] = {}  # row index -> flattened stored config
+    debug_left_out = 0
     for path in sorted(runs_dir.rglob(RESULT_FILE)):
         try:
             result = read_result(path)
         except CorruptResultError as err:
             rows.append({**_keys_from_path(path.parent, runs_dir), "status": "corrupt", "error": err.reason,
                          "path": str(path)})
+            continue
+        if result.get("debug") and not include_debug:
+            debug_left_out += 1
             continue
         configs[len(rows)] = flatten_config(result.get("config") or {})
         rows.append(_run_row(result, path, config_fields))
@@ -214,7 +225,9 @@ def collect(runs_dir: Path | str, config_fields: Mapping[str, str] | None = None
     frame = pd.DataFrame(rows)
     metrics = sorted(c for c in frame.columns if "/" in c)
     frame = frame.reindex(columns=RUN_COLUMNS + list(config_fields) + metrics)
-    return typed(frame.sort_values("path", kind="stable", ignore_index=True))
+    frame = typed(frame.sort_values("path", kind="stable", ignore_index=True))
+    frame.attrs["debug_left_out"] = debug_left_out
+    return frame
 
 
 def typed(frame: pd.DataFrame) -> pd.DataFrame:

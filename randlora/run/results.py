@@ -4,7 +4,7 @@ Schema 1 (see docs/ARCHITECTURE.md)::
 
     {"schema": 1, "status": "ok" | "failed", "error": str | null, "run_id", "started" (ISO time),
      "task", "subtask", "backbone", "adapter", "rank", "alpha", "lr", "lr_ratio", "seed", "basis_seed",
-     "budget", "metrics": {"val/acc_best", "val/acc_final", "test/acc", "test/acc/<subtask>", ...},
+     "budget", "debug" (null, or the debug preset such as "fast"), "metrics": {"val/acc_best", "val/acc_final", "test/acc", "test/acc/<subtask>", ...},
      "params": {"trainable", "total"}, "peak_memory_mb", "wall_time_s", "samples_per_s",
      "git_commit", "versions": {package: version}, "basis_checksum", "config": {resolved config}}
 
@@ -223,6 +223,7 @@ def build_result(
         "seed": _select(cfg, "seed"),
         "basis_seed": _select(cfg, "adapter.basis_seed"),
         "budget": _select(cfg, "budget"),
+        "debug": _select(cfg, "debug_preset"),  # a smoke run: aggregation leaves it out unless asked
         "metrics": {key: float(value) for key, value in (metrics or {}).items()},
         "params": dict(params or {}),
         "peak_memory_mb": round(peak_memory_mb(), 1),
