@@ -187,7 +187,8 @@ class CausalLMModule(AdapterModule):
         from randlora.data.commonsense import extract_answer
 
         generations = self.generate(batch["prompts"])
-        hits = [extract_answer(task, text) == gold for text, gold in zip(generations, batch["answers"])]
+        extract = batch.get("extract") or (lambda text: extract_answer(task, text))  # a task's own extractor
+        hits = [extract(text) == gold for text, gold in zip(generations, batch["answers"])]
         return torch.tensor(hits, dtype=torch.float32, device=self.device)
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:

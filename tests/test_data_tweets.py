@@ -60,7 +60,7 @@ def test_splits_are_seeded_disjoint_and_sized(tmp_path):
     assert [len(a[s]) for s in ("train", "val", "test")] == [30, 10, 15]
     texts = [set(t for t, _ in a[s]) for s in ("train", "val", "test")]
     assert not (texts[0] & texts[1] or texts[0] & texts[2] or texts[1] & texts[2])
-    with pytest.raises(ValueError, match="= 70 exceeds the 60 tweets"):
+    with pytest.raises(ValueError, match="= 70 exceeds the 60 items"):
         tweets.make_splits(items, 50, 10, 10, seed=0)
     with pytest.raises(ValueError, match="task.val_size must be a positive integer"):
         tweets.make_splits(items, 10, 0, 10, seed=0)

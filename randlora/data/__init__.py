@@ -32,6 +32,7 @@ commonsense (LLM-Adapters format, see ``randlora.data.commonsense``)
     max_eval_samples=null            evaluate on the first N records of each test set (null = all)
     val_size=120, split_seed=42      seeded validation hold-out from the training file (LLM-Adapters: 120)
     train_on_inputs=true             false masks the prompt tokens out of the loss
+imagefolder, text, instruction       the user's own data (see ``randlora.data.own_tasks``)
 synthetic_fullrank                   provided by ``randlora.data.synthetic`` (hook; see ``_synthetic_*``)
 """
 from __future__ import annotations
@@ -43,7 +44,7 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from . import commonsense, fewshot, tweets, vtab
+from . import commonsense, fewshot, own_tasks, tweets, vtab
 from .common import as_list, cfg_get
 
 
@@ -238,6 +239,9 @@ register_task("tweets", _tweets_info, _tweets_build)
 register_task("vtab", _vtab_info, _vtab_build)
 register_task("fewshot", _fewshot_info, _fewshot_build)
 register_task("commonsense", _commonsense_info, _commonsense_build)
+register_task("imagefolder", own_tasks.imagefolder_info, own_tasks.imagefolder_build)
+register_task("text", own_tasks.text_info, own_tasks.text_build)
+register_task("instruction", own_tasks.instruction_info, own_tasks.instruction_build)
 register_task(
     "synthetic_fullrank",
     lambda cfg: _synthetic_module().task_info(cfg),

