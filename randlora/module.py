@@ -115,6 +115,9 @@ class ClassificationModule(AdapterModule):
 
     def _step(self, batch: tuple[Any, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         inputs, labels = batch
+        if self.training and getattr(self.model, "uses_batch_prompts", False):  # CLIP clip_loss=batch_prompts
+            loss, predicted = self.model.batch_prompt_loss(inputs, labels)
+            return loss, predicted == labels, labels
         logits = self(inputs)
         loss = F.cross_entropy(logits.float(), labels)
         return loss, logits.argmax(dim=-1) == labels, labels

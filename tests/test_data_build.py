@@ -50,7 +50,7 @@ def test_fewshot_task(tmp_path):
     cfg = OmegaConf.create({"name": "fewshot", "dataset": "oxford_pets", "root": str(tmp_path), "hub_id": None,
                             "shots": 2, "fraction": None, "sample_seed": 0, "min_iterations": 3,
                             "batch_size": 2, "val_per_class": 0})
-    assert task_info(cfg) == TaskInfo(2, ["abyssinian", "great pyrenees"])
+    assert task_info(cfg) == TaskInfo(2, ["abyssinian", "great pyrenees"], ["a photo of a {c}, a type of pet."])
     data = build_task_data(cfg, ImageBackboneStandIn(size=8))
     from randlora.data.manifest import file_list_hash
 

@@ -30,7 +30,7 @@ from helpers_data import (make_commonsense_root, make_commonsense_train_file, ma
                           write_tweets_csv)
 from helpers_training import training_config
 from randlora.adapters.config import PRESETS
-from randlora.data import commonsense, fewshot, vtab
+from randlora.data import classnames, commonsense, fewshot, vtab
 from randlora.reporting.paper import table1_budget
 from randlora.train import train, trainer_overrides
 from randlora.utils.config import CONFIGS_DIR, REPO_ROOT, compose_config
@@ -275,7 +275,7 @@ def test_tiny_vit_on_fewshot_with_the_dinov2_randlora_settings(tmp_path):
 
 
 def test_tiny_clip_on_fewshot_adapts_both_towers_including_in_proj(tmp_path):
-    make_image_folder(tmp_path / "data" / "fewshot", "eurosat", classes=("annual_crop", "forest", "sea_lake"))
+    make_image_folder(tmp_path / "data" / "fewshot", "eurosat", classes=classnames.class_folders("eurosat"))
     saved = run(tmp_path, ["experiment=fig3_clip/randlora", "backbone=tiny_clip", "task.dataset=eurosat",
                            "task.shots=2"])
     assert (saved["subtask"], saved["adapter"], saved["rank"]) == ("eurosat", "randlora", 6)
@@ -309,7 +309,7 @@ def test_tiny_bert_on_tweets(tmp_path):
 @pytest.mark.slow
 def test_a_multirun_over_experiment_variants_runs_each_adapter_with_its_settings(tmp_path):
     """``python train.py -m experiment=<a>,<b>``: the sweep axis of the README commands, in a real Hydra app."""
-    make_image_folder(tmp_path / "data" / "fewshot", "eurosat", classes=("forest", "sea_lake"))
+    make_image_folder(tmp_path / "data" / "fewshot", "eurosat", classes=classnames.class_folders("eurosat"))
     command = [sys.executable, str(REPO_ROOT / "train.py"), "-m", "task=fewshot",
                "experiment=fig3_clip/vera,fig3_clip/randlora", "backbone=tiny_clip", "task.dataset=eurosat",
                "task.shots=1", "debug=fast", f"paths.root_dir={tmp_path}"]

@@ -22,10 +22,29 @@ def kaiming_uniform(shape: tuple[int, ...], generator: torch.Generator) -> torch
     return nn.init.kaiming_uniform_(tensor, a=math.sqrt(5), generator=generator)
 
 
+def kaiming_uniform_gain_sqrt2(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    """PEFT's VeRA init: uniform(±√(6/fan_in)) (kaiming-uniform, gain √2), fan-in = last dimension, float32 on CPU.
+
+    Drawn with one ``uniform_`` call on the generator, as PEFT's ``_kaiming_init`` does, so the same seed and
+    shapes give PEFT's tensors. Its bound is √6 ≈ 2.45 times nn.Linear's (a = √5: 1/√fan_in).
+    """
+    bound = math.sqrt(6.0 / shape[-1])
+    return torch.empty(shape, dtype=torch.float32).uniform_(-bound, bound, generator=generator)
+
+
+def unit_std(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor / tensor.std()`` (the authors' normalisation of every random basis)."""
+    std = tensor.std()
+    if not torch.isfinite(std) or std == 0:
+        raise ValueError(f"random basis of shape {tuple(tensor.shape)} is constant; use a larger layer or 'dense'")
+    return tensor / std
+
+
 def random_basis(shape: tuple[int, ...], kind: str, generator: torch.Generator, min_dim: int) -> torch.Tensor:
     """One basis tensor with unit standard deviation.
 
-    dense: kaiming-uniform; sparse: ternary with P(-1) = P(+1) = 1/6; very_sparse: P(±1) = 1/(2√min_dim) each.
+    dense: kaiming-uniform; sparse: ternary with P(-1) = P(+1) = 1/6; very_sparse: P(±1) = 1/(2√min_dim) each
+    (PEFT's min_dim: the smaller of the largest adapted output and input widths).
     Every kind is divided by its sample standard deviation (as in the paper's code).
     """
     if kind == "dense":
@@ -36,10 +55,7 @@ def random_basis(shape: tuple[int, ...], kind: str, generator: torch.Generator, 
         basis = torch.zeros(shape, dtype=torch.float32)
         basis[u < p] = -1.0
         basis[u > 1 - p] = 1.0
-    std = basis.std()
-    if not torch.isfinite(std) or std == 0:
-        raise ValueError(f"random {kind} basis of shape {tuple(shape)} is constant; use a larger layer or 'dense'")
-    return basis / std
+    return unit_std(basis)
 
 
 def checksum(tensors: list[torch.Tensor]) -> str:

@@ -14,7 +14,8 @@ from typing import Any
 
 METHODS = ("full", "lora", "loraplus", "vera", "nola", "randlora")
 BASIS_KINDS = ("dense", "sparse", "very_sparse")
-SCALINGS = ("peft", "authors_llm", "authors_clip")
+SCALINGS = ("ours", "peft", "authors_llm", "authors_clip")
+CONVENTIONS = ("ours", "authors_vision")
 NUM_BASES_RULES = ("ceil", "floor_plus_one")
 PATHS = ("auto", "activation", "weight")
 
@@ -40,15 +41,21 @@ class AdapterConfig:
     name: full | lora | loraplus | vera | nola | randlora.
     rank: LoRA/LoRA+/VeRA rank r; NoLA rank of each random basis pair; RandLoRA rank r of each random basis
         (a smaller RandLoRA rank means more bases and more trainable parameters).
-    alpha: scale numerator; None picks the method's default (LoRA: 2·rank as in the paper's LLM runs;
-        NoLA: rank; RandLoRA: see `scaling`). VeRA has no scale.
+    alpha: scale numerator; None picks the method's default under `convention` (ours: LoRA 2·rank as in the
+        paper's LLM runs, NoLA rank, VeRA no scale, RandLoRA see `scaling`; authors_vision: 1 for every method).
+    convention: ours | authors_vision. authors_vision is the authors' vision/CLIP code for every method
+        (PAPER.md §3b): α = 1, s = α/r, ×10 for RandLoRA and VeRA; VeRA and NoLA bases kaiming-uniform(a=√5)
+        divided by their std; NoLA coefficients 1/K; RandLoRA `scaling=authors_clip`, n = ⌊min_dim/r⌋ + 1.
+        ours: PEFT's VeRA bases (kaiming-uniform, gain √2), NoLA α = 0, β ~ N(0, 1/K), unscaled VeRA.
     targets: module-name suffixes, a preset name (see PRESETS) or a regular expression (full match).
     dropout: dropout on the adapter's input, in [0, 1).
     basis_seed: seed of the frozen random bases (VeRA, NoLA, RandLoRA); training seed is separate.
     basis: RandLoRA basis distribution: dense | sparse (P(±1)=1/6) | very_sparse (P(±1)=1/(2√min_dim)).
-    scaling: RandLoRA scale/init convention: peft | authors_llm | authors_clip (see randlora.py).
+    scaling: RandLoRA scale/init convention: ours | peft | authors_llm | authors_clip (see randlora.py);
+        None: authors_clip under convention=authors_vision, ours otherwise.
     num_bases: NoLA's k (default 1024); RandLoRA's n override (default: enough bases for full rank).
-    num_bases_rule: RandLoRA n = ⌈min_dim/r⌉ ("ceil", PEFT) or ⌊min_dim/r⌋+1 ("floor_plus_one", authors' CLIP code).
+    num_bases_rule: RandLoRA n = ⌈min_dim/r⌉ ("ceil", PEFT) or ⌊min_dim/r⌋+1 ("floor_plus_one", authors' CLIP
+        code); None: floor_plus_one under convention=authors_vision, ceil otherwise.
     d_initial: VeRA's initial value of d.
     rslora: LoRA scale α/√r instead of α/r.
     lr_ratio: LoRA+ ratio lr_B / lr_A (used by `param_groups`; None = plain LoRA).
@@ -63,9 +70,10 @@ class AdapterConfig:
     dropout: float = 0.0
     basis_seed: int = 0
     basis: str = "dense"
-    scaling: str = "peft"
+    convention: str = "ours"
+    scaling: str | None = None
     num_bases: int | None = None
-    num_bases_rule: str = "ceil"
+    num_bases_rule: str | None = None
     d_initial: float = 0.1
     rslora: bool = False
     lr_ratio: float | None = None
@@ -94,8 +102,18 @@ class AdapterConfig:
             raise bad("dropout", self.dropout, "a number in [0, 1)")
         if self.basis not in BASIS_KINDS:
             raise bad("basis", self.basis, f"one of {', '.join(BASIS_KINDS)}")
+        if self.convention not in CONVENTIONS:
+            raise bad("convention", self.convention, f"one of {', '.join(CONVENTIONS)}")
+        authors_vision = self.convention == "authors_vision"
+        if self.scaling is None:
+            self.scaling = "authors_clip" if authors_vision else "ours"
         if self.scaling not in SCALINGS:
             raise bad("scaling", self.scaling, f"one of {', '.join(SCALINGS)}")
+        if authors_vision and self.name == "randlora" and self.scaling != "authors_clip":
+            raise bad("scaling", self.scaling, "authors_clip (or null) with adapter.convention=authors_vision, "
+                      "which is RandLoRA's authors_clip convention; or set adapter.convention=ours")
+        if self.num_bases_rule is None:
+            self.num_bases_rule = "floor_plus_one" if authors_vision else "ceil"
         if self.num_bases_rule not in NUM_BASES_RULES:
             raise bad("num_bases_rule", self.num_bases_rule, f"one of {', '.join(NUM_BASES_RULES)}")
         if self.num_bases is not None and (not is_int(self.num_bases) or self.num_bases <= 0):

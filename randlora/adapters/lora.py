@@ -1,7 +1,8 @@
 """LoRA (Hu et al., 2022) and LoRA+ (Hayou et al., 2024).
 
     ΔW = s · B A,   A ∈ R^{r×d_in} kaiming-uniform(a=√5),  B ∈ R^{d_out×r} zeros,
-    s = α / r   (rsLoRA: s = α / √r),   α defaults to 2r (the paper's LLM setting).
+    s = α / r   (rsLoRA: s = α / √r),   α defaults to 2r (the paper's LLM setting; `convention=ours`)
+    or to 1 (`convention=authors_vision`, the authors' vision/CLIP code: LoRA32 s = 1/32).
 
 rank(ΔW) ≤ r; trainable parameters per layer: r (d_in + d_out).
 LoRA+ is the same layer trained with lr_B = lr_ratio · lr_A (see `param_groups`).
@@ -19,7 +20,8 @@ from .layer import AdaptedLayer, add_low_rank_
 
 
 def lora_scale(config: AdapterConfig) -> float:
-    alpha = 2.0 * config.rank if config.alpha is None else float(config.alpha)
+    default_alpha = 1.0 if config.convention == "authors_vision" else 2.0 * config.rank
+    alpha = default_alpha if config.alpha is None else float(config.alpha)
     return alpha / (math.sqrt(config.rank) if config.rslora else config.rank)
 
 

@@ -1,8 +1,12 @@
 """NoLA (Koohpayegani et al., 2024): LoRA's factors as learned mixtures of frozen random bases.
 
-    ΔW = s · (Σ_k α_k B_k)(Σ_k β_k A_k),   k = 1..K,  s = alpha / r (alpha defaults to r, so s = 1),
-    A_k ∈ R^{r×d_in}, B_k ∈ R^{d_out×r}: frozen, kaiming-uniform from `basis_seed`;
-    α ∈ R^K zeros (so ΔW = 0 at start), β ∈ R^K ~ N(0, 1/K) (so Σ β_k A_k has the scale of one A_k).
+    ΔW = s · (Σ_k α_k B_k)(Σ_k β_k A_k),   k = 1..K,   A_k ∈ R^{r×d_in}, B_k ∈ R^{d_out×r} frozen from `basis_seed`.
+
+Conventions (`convention`):
+    ours            s = alpha / r (alpha defaults to r, so s = 1); bases kaiming-uniform (a = √5);
+                    α ∈ R^K zeros (so ΔW = 0 at start), β ~ N(0, 1/K) (so Σ β_k A_k has the scale of one A_k)
+    authors_vision  s = alpha / r (alpha defaults to 1); bases kaiming-uniform (a = √5) divided by their std;
+                    α = β = 1/K (the authors' CLIP code: ΔW starts at s·mean(B_k)·mean(A_k), not 0)
 
 rank(ΔW) ≤ r; trainable parameters per layer: 2K (paper: K = 1024 rank-1 bases).
 Unlike the NoLA paper, which draws bases per layer, the bases here are drawn once, sized to the largest layer
@@ -14,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .bases import SharedBases, checksum, kaiming_uniform
+from .bases import SharedBases, checksum, kaiming_uniform, unit_std
 from .config import AdapterConfig
 from .layer import AdaptedLayer, add_low_rank_
 
@@ -31,10 +35,12 @@ class NoLA(AdaptedLayer):
         super().__init__(d_out, d_in, config, base_layer)
         k = num_nola_bases(config)
         self.bases = bases
-        self.scale = (config.rank if config.alpha is None else float(config.alpha)) / config.rank
-        self.nola_alpha = nn.Parameter(torch.zeros(k, device=device))
-        self.nola_beta = nn.Parameter(torch.empty(k, device=device))
-        if self.nola_beta.device.type != "meta":
+        authors = config.convention == "authors_vision"
+        default_alpha = 1.0 if authors else float(config.rank)
+        self.scale = (default_alpha if config.alpha is None else float(config.alpha)) / config.rank
+        self.nola_alpha = nn.Parameter(torch.full((k,), 1.0 / k if authors else 0.0, device=device))
+        self.nola_beta = nn.Parameter(torch.full((k,), 1.0 / k, device=device))
+        if not authors and self.nola_beta.device.type != "meta":
             nn.init.normal_(self.nola_beta, std=k ** -0.5)
 
     @staticmethod
@@ -53,6 +59,8 @@ class NoLA(AdaptedLayer):
         gen = torch.Generator("cpu").manual_seed(config.basis_seed)
         A = kaiming_uniform((k, r, d_in_max), gen)
         B = kaiming_uniform((k, d_out_max, r), gen)
+        if config.convention == "authors_vision":
+            A, B = unit_std(A), unit_std(B)
         return SharedBases("nola", config.basis_seed, {"A": A.to(device), "B": B.to(device)}, checksum([A, B]))
 
     def factors(self, dtype) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,9 +13,11 @@ Bases are drawn once from `basis_seed` (CPU, float32), sized to the largest adap
 B_j: max M × r, max n of them) and sliced per layer: A[:, :m] and B_j[:M] for j < n.
 
 Scale and init conventions (`scaling`), one of λ, γ starts at zero so that ΔW = 0:
-    peft          s = α / r, α = 20 r by default      λ = 0        γ = 1 / m
-    authors_llm   s = α / (r √n), α = 2 r by default  λ = 0        γ = 1 / M
-    authors_clip  s = 1 / r (α ignored)               γ = 0        λ = 1 / max(n, r)
+    ours          s = α / r, α = 20 r by default      λ = 0        γ = 1 / m   (PEFT's init with s = 20)
+    peft          s = α / r, α = 640 by default       λ = 0        γ = 1 / m   (PEFT's RandLoraConfig)
+    authors_llm   s = α / (r √n), α = 2 r by default  λ = 0        γ = 1 / m   (their layer sets 1/M, then
+                                                                               reset_randlora_parameters 1/m)
+    authors_clip  s = 10 α / r, α = 1 by default      γ = 0        λ = 1 / max(n, r)   (their vision code)
 
 Write U = stack_j (λ_j ⊙ A ⊙ γ_j) ∈ R^{nr×m} (row j·r + k is λ_j[k] A[k] ⊙ γ_j) and B = [B_1 … B_n] ∈ R^{M×nr};
 then ΔW_{M×m} = s B U. Two ways to apply it to T tokens, with the same result:
@@ -49,16 +51,24 @@ def num_randlora_bases(min_dim: int, config: AdapterConfig) -> int:
     return math.ceil(min_dim / config.rank)
 
 
+PEFT_DEFAULT_ALPHA = 640.0
+"""PEFT's `RandLoraConfig.randlora_alpha` default (fixed, not a multiple of the rank)."""
+
+
 def convention(config: AdapterConfig, n: int, d_out: int, d_in: int) -> tuple[float, float, float]:
-    """(scale s, initial λ, initial γ) for the configured `scaling` convention."""
-    r, m, big = config.rank, min(d_out, d_in), max(d_out, d_in)
+    """(scale s, initial λ, initial γ) for the configured `scaling` convention (see the module docstring)."""
+    r, m = config.rank, min(d_out, d_in)
+
+    def alpha(default: float) -> float:
+        return default if config.alpha is None else float(config.alpha)
+
+    if config.scaling == "ours":
+        return alpha(20.0 * r) / r, 0.0, 1.0 / m
     if config.scaling == "peft":
-        alpha = 20.0 * r if config.alpha is None else float(config.alpha)
-        return alpha / r, 0.0, 1.0 / m
+        return alpha(PEFT_DEFAULT_ALPHA) / r, 0.0, 1.0 / m
     if config.scaling == "authors_llm":
-        alpha = 2.0 * r if config.alpha is None else float(config.alpha)
-        return alpha / (r * math.sqrt(n)), 0.0, 1.0 / big
-    return 1.0 / r, 1.0 / max(n, r), 0.0  # authors_clip
+        return alpha(2.0 * r) / (r * math.sqrt(n)), 0.0, 1.0 / m
+    return 10.0 * alpha(1.0) / r, 1.0 / max(n, r), 0.0  # authors_clip
 
 
 # --- the layer ---------------------------------------------------------------------------------------------
@@ -99,8 +109,10 @@ class RandLoRA(AdaptedLayer):
             digest = None
         else:
             gen = torch.Generator("cpu").manual_seed(config.basis_seed)
-            A = random_basis((r, small), config.basis, gen, small)
-            B_all = random_basis((n_max, large, r), config.basis, gen, small)
+            # very_sparse's probability uses PEFT's min_dim: the smaller of the largest output and input widths
+            sparse_dim = min(max(s[0] for s in shapes), max(s[1] for s in shapes))
+            A = random_basis((r, small), config.basis, gen, sparse_dim)
+            B_all = random_basis((n_max, large, r), config.basis, gen, sparse_dim)
             digest = checksum([A, B_all])
         tensors = {"A": A.to(device)}
         # One contiguous flat B per distinct n, with the most rows any layer with that n needs; layers with

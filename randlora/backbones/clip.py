@@ -1,8 +1,15 @@
 """open_clip backbones (ViT-B/32, ViT-L/14, ViT-H/14, any open_clip architecture) as zero-shot-style classifiers.
 
 Scores (both head modes): logits_c = s · cos(f(x), t_c), with f the image tower, s = exp(logit_scale) of the
-model (clamped at 100, as CLIP training does), and t_c the class embedding: the text tower's normalised
-embeddings of the prompts `template.format(c=class_name)`, averaged over templates and renormalised.
+model clamped at 100 (`backbone.logit_scale=exp`) or the raw stored parameter (`raw`, ≈ 4.6: the authors'
+training code), and t_c the class embedding: the text tower's normalised embeddings of the prompts
+`template.format(c=class_name)`, averaged over templates and renormalised. Training uses `backbone.templates`
+(or `backbone.prompt`); evaluation the same, or the task's curated ensemble (`eval_templates=dataset`).
+
+Training loss (`backbone.clip_loss`): `all_classes` is cross-entropy over every class prompt;
+`batch_prompts` (the authors' `CLIPVL`) scores each image against the prompts of the batch's labels only,
+B × B logits, and sample i's target is the first j with label_j = label_i (repeated classes share the first
+occurrence's target, since their prompts are identical). Evaluation always scores all classes.
 
 Head modes (`backbone.head`):
 - `prompts` (default): the text tower runs on the tokenised class prompts in every training forward, so
@@ -51,26 +58,33 @@ class ClipClassifier(Backbone):
         if not task.class_names:
             raise ValueError("backbone family 'open_clip' needs task_info.class_names to build class prompts")
         self.class_names = list(task.class_names)
-        self.templates = list(task.templates or cfg.templates)
+        self.templates = list(cfg.templates)
+        if cfg.eval_templates == "dataset" and not task.templates:
+            raise ValueError("backbone.eval_templates=dataset needs a task with curated templates (task=fewshot)")
+        self.eval_templates = list(task.templates) if cfg.eval_templates == "dataset" else self.templates
         self.head_mode = cfg.head
+        self.logit_scale_mode = cfg.logit_scale
+        self.uses_batch_prompts = cfg.clip_loss == "batch_prompts"
         model, tokenizer, mean_std, interpolation = create_open_clip(cfg)
         if cfg.gradient_checkpointing:
             model.set_grad_checkpointing(True)
         self.tokenizer = tokenizer
-        prompts = [t.format(c=c) for c in self.class_names for t in self.templates]  # class-major order
-        tokens = tokenizer(prompts)
+        tokens = _prompt_tokens(tokenizer, self.class_names, self.templates)
         self._cache_key: tuple | None = None
         self._cached_text: torch.Tensor | None = None
 
         if cfg.head == "prompts":
             self.clip = model
             self.register_buffer("prompt_tokens", tokens, persistent=False)
+            eval_tokens = tokens if self.eval_templates == self.templates else _prompt_tokens(
+                tokenizer, self.class_names, self.eval_templates)
+            self.register_buffer("eval_prompt_tokens", eval_tokens, persistent=False)
             prefix = "clip.visual."
             self.head_prefixes = []
         else:
             with torch.no_grad():
                 text = _class_embeddings(model, tokens, len(self.templates))
-                scale = model.logit_scale.exp().clamp(max=MAX_LOGIT_SCALE)
+                scale = _similarity_scale(model.logit_scale, cfg.logit_scale)
             self.visual = model.visual
             self.head = nn.Linear(text.shape[1], len(self.class_names))
             with torch.no_grad():
@@ -98,8 +112,8 @@ class ClipClassifier(Backbone):
 
     @property
     def similarity_scale(self) -> torch.Tensor:
-        """s = exp(logit_scale), clamped at 100 (prompts mode; in linear mode s is folded into the head)."""
-        return self.clip.logit_scale.exp().clamp(max=MAX_LOGIT_SCALE)
+        """s of `backbone.logit_scale` (prompts mode; in linear mode s is folded into the head)."""
+        return _similarity_scale(self.clip.logit_scale, self.logit_scale_mode)
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Normalised image features f(x)/‖f(x)‖, shape (batch, embed_dim)."""
@@ -110,14 +124,31 @@ class ClipClassifier(Backbone):
         """t_c for every class, shape (num_classes, embed_dim), unit norm (prompts mode only)."""
         if self.head_mode != "prompts":
             raise RuntimeError("class_embeddings() needs head='prompts'; in linear mode they live in head.weight")
-        cacheable = not self.training and not torch.is_grad_enabled()
-        if not cacheable:
+        if self.training:
             return _class_embeddings(self.clip, self.prompt_tokens, len(self.templates))
+        if torch.is_grad_enabled():
+            return _class_embeddings(self.clip, self.eval_prompt_tokens, len(self.eval_templates))
         key = tuple((id(p), p._version, p.data_ptr()) for p in self.clip.parameters())
         if key != self._cache_key or self._cached_text is None:
-            self._cached_text = _class_embeddings(self.clip, self.prompt_tokens, len(self.templates))
+            self._cached_text = _class_embeddings(self.clip, self.eval_prompt_tokens, len(self.eval_templates))
             self._cache_key = key
         return self._cached_text
+
+    def batch_prompt_loss(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, predicted labels) of `clip_loss=batch_prompts`, see the module docstring.
+
+        The text tower encodes each distinct label of the batch once; a repeated label reuses its embedding,
+        which gives the same logits and gradients as encoding the repeated prompt again.
+        """
+        image = self.embed(images)
+        present, inverse = torch.unique(labels, return_inverse=True)
+        per_class = self.prompt_tokens.view(len(self.class_names), len(self.templates), -1)
+        text = _class_embeddings(self.clip, per_class[present].flatten(0, 1), len(self.templates))[inverse]
+        logits = self.similarity_scale * image @ text.to(image.dtype).t()
+        same = labels[:, None] == labels[None, :]
+        targets = same.int().argmax(dim=1)  # the first j with labels[j] == labels[i]
+        loss = F.cross_entropy(logits.float(), targets)
+        return loss, labels[logits.argmax(dim=1)]
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         image = self.embed(images)
@@ -125,6 +156,16 @@ class ClipClassifier(Backbone):
             return self.head(image)
         text = self.class_embeddings()
         return self.similarity_scale * image @ text.to(image.dtype).t()
+
+
+def _prompt_tokens(tokenizer, class_names: list[str], templates: list[str]) -> torch.Tensor:
+    """Tokens of every `template.format(c=name)`, class-major (class 0's templates first)."""
+    return tokenizer([t.format(c=c) for c in class_names for t in templates])
+
+
+def _similarity_scale(logit_scale: torch.Tensor, mode: str) -> torch.Tensor:
+    """exp(logit_scale) clamped at 100 (`exp`), or the stored parameter itself (`raw`)."""
+    return logit_scale if mode == "raw" else logit_scale.exp().clamp(max=MAX_LOGIT_SCALE)
 
 
 def _class_embeddings(model: nn.Module, tokens: torch.Tensor, num_templates: int) -> torch.Tensor:

@@ -25,7 +25,16 @@ Fields (all families unless stated):
 - `crop_scale` (timm, open_clip; [min, max], default [0.5, 1.0]): RandomResizedCrop scale of the train
   transform.
 - `templates` (open_clip, list of str, default ["a photo of a {c}."]): class-prompt templates; `{c}` is the
-  class name. A task may override them with `task_info.templates`.
+  class name. Their normalised embeddings are averaged per class.
+- `prompt` (open_clip, str or null): one prompt for training and evaluation, replacing `templates`; the
+  authors' is "An image of {c}" (PAPER.md §3b).
+- `eval_templates` (open_clip, `train` or `dataset`, default `train`): evaluate with the training prompts, or
+  with the task's curated template ensemble (`task_info.templates`, the authors' `multi_prompt`).
+- `logit_scale` (open_clip, `exp` or `raw`, default `exp`): logits = s · cosine with s = exp(logit_scale)
+  clamped at 100 (CLIP's inference), or the raw stored parameter (≈ 4.6, the authors' training code).
+- `clip_loss` (open_clip, `all_classes` or `batch_prompts`, default `all_classes`): training cross-entropy over
+  every class prompt, or over the prompts of the batch's labels only, samples of one class sharing the
+  first occurrence's target (the authors' `CLIPVL`). Evaluation always scores all classes.
 - `head` (open_clip, `prompts` or `linear`, default `prompts`): how classes are scored, see `clip.py`.
 - `max_length` (hf_text, causal_lm; int, default 128 / 256): tokenizer truncation length.
 - `padding_side` (causal_lm, `left` or `right`, default `left`): left padding is what batched generation
@@ -47,6 +56,9 @@ import torch
 FAMILIES = ("timm", "open_clip", "hf_text", "causal_lm", "synthetic")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 CLIP_HEADS = ("prompts", "linear")
+LOGIT_SCALES = ("exp", "raw")
+CLIP_LOSSES = ("all_classes", "batch_prompts")
+EVAL_TEMPLATES = ("train", "dataset")
 PADDING_SIDES = ("left", "right")
 
 
@@ -63,6 +75,10 @@ class BackboneConfig:
     img_size: int | None = None
     crop_scale: tuple[float, float] = (0.5, 1.0)
     templates: tuple[str, ...] = ("a photo of a {c}.",)
+    prompt: str | None = None
+    eval_templates: str = "train"
+    logit_scale: str = "exp"
+    clip_loss: str = "all_classes"
     head: str = "prompts"
     max_length: int | None = None
     padding_side: str = "left"
@@ -91,6 +107,17 @@ class BackboneConfig:
         self.templates = tuple(self.templates)
         if not self.templates or any("{c}" not in t for t in self.templates):
             raise ValueError(f"backbone.templates={list(self.templates)} must be non-empty, each containing '{{c}}'")
+        if self.prompt is not None:
+            if not isinstance(self.prompt, str) or "{c}" not in self.prompt:
+                raise ValueError(f"backbone.prompt={self.prompt!r} must be a string containing '{{c}}' or null")
+            self.templates = (self.prompt,)
+        for key, value, allowed in (("logit_scale", self.logit_scale, LOGIT_SCALES),
+                                    ("clip_loss", self.clip_loss, CLIP_LOSSES),
+                                    ("eval_templates", self.eval_templates, EVAL_TEMPLATES)):
+            if value not in allowed:
+                raise ValueError(f"backbone.{key}={value!r} is not known; allowed: {', '.join(allowed)}")
+        if self.clip_loss == "batch_prompts" and self.head != "prompts":
+            raise ValueError("backbone.clip_loss=batch_prompts trains the text tower: it needs backbone.head=prompts")
         for field in ("img_size", "max_length"):
             value = getattr(self, field)
             if value is not None and (not isinstance(value, int) or value <= 0):

@@ -44,16 +44,18 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from . import commonsense, fewshot, own_tasks, tweets, vtab
+from . import classnames, commonsense, fewshot, own_tasks, tweets, vtab
 from .common import as_list, cfg_get
 
 
 @dataclass
 class TaskInfo:
-    """What the backbone needs before the data is loaded: head size and class names (None for causal LMs)."""
+    """What the backbone needs before the data is loaded: head size and class names (None for causal LMs), and
+    the dataset's curated CLIP templates where it has them (used by `backbone.eval_templates=dataset`)."""
 
     num_classes: int | None
     class_names: list[str] | None
+    templates: list[str] | None = None
 
 
 @dataclass
@@ -158,7 +160,7 @@ def _vtab_build(cfg: Any, backbone: Any) -> TaskData:
 def _fewshot_info(cfg: Any) -> TaskInfo:
     names = fewshot.class_names(cfg_get(cfg, "dataset"), root=cfg_get(cfg, "root", None),
                                 hub_id=cfg_get(cfg, "hub_id", None), source=cfg_get(cfg, "class_names", "auto"))
-    return TaskInfo(len(names), names)
+    return TaskInfo(len(names), names, classnames.templates(cfg_get(cfg, "dataset")))
 
 
 def _fewshot_build(cfg: Any, backbone: Any) -> TaskData:
