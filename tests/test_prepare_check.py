@@ -1,6 +1,7 @@
 """--check: passes on a good prepared root, names each problem on bad ones; VTAB-1k unpacking and checking."""
 from __future__ import annotations
 
+import json
 import shutil
 import zipfile
 
@@ -75,6 +76,7 @@ def test_vtab_archive_is_unpacked_and_checked(tmp_path, monkeypatch, capsys):
     args = ["vtab", "--root", str(root), "--datasets", "dtd"]
     assert command.main([*args, "--archive", str(archive)]) == 0
     assert (root / "dtd" / "train800val200.txt").is_file() and not (root / ".vtab-unpacking").exists()
+    assert json.loads((root / "dtd" / "manifest.json").read_text())["lists"]["test.txt"]["lines"] == 6
     (root / "dtd" / "test.txt").write_text("images/test/00000.png 0\nimages/test/00001.png 99\n")
     capsys.readouterr()
     assert command.main([*args, "--check"]) == 1
@@ -84,3 +86,24 @@ def test_vtab_archive_is_unpacked_and_checked(tmp_path, monkeypatch, capsys):
 def test_unknown_dataset_is_bad_input(tmp_path, capsys):
     assert command.main(["fewshot", "--root", str(tmp_path), "--datasets", "dtdd", "--check"]) == 2
     assert "unknown few-shot dataset 'dtdd'" in capsys.readouterr().err
+
+
+def test_vtab_and_commonsense_runs_record_what_they_read(tmp_path):
+    from helpers_data import make_commonsense_root
+
+    from randlora.data import build_task_data
+
+    make_vtab_tree(tmp_path / "vtab", "dtd", n_train=4, n_val=2, n_test=3)
+    cfg = {"name": "vtab", "dataset": "dtd", "root": str(tmp_path / "vtab")}
+    first = build_task_data(cfg).extras["data_manifest"]
+    assert first == build_task_data(cfg).extras["data_manifest"] and len(first) == 64
+    test_list = tmp_path / "vtab" / "dtd" / "test.txt"
+    line = test_list.read_text().splitlines()[0]
+    test_list.write_text(test_list.read_text().replace(line, f"{line.rsplit(' ', 1)[0]} 46", 1))
+    assert build_task_data(cfg).extras["data_manifest"] != first  # one label changed
+
+    root = make_commonsense_root(tmp_path / "cs", tasks=("boolq",))
+    cs = {"name": "commonsense", "train_path": None, "test_root": str(root), "tasks": ["boolq"]}
+    hashed = build_task_data(cs).extras["data_manifest"]
+    (root / "boolq" / "test.json").write_text((root / "boolq" / "test.json").read_text() + " ")
+    assert build_task_data(cs).extras["data_manifest"] != hashed

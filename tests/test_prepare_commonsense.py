@@ -65,6 +65,9 @@ def test_download_verifies_records_and_checksums(server, tmp_path, monkeypatch):
     _pin(monkeypatch, handler, data, {"commonsense_15k.json": None, "boolq/test.json": 3})
     assert command.main(["commonsense", "--root", str(tmp_path), "--base-url", url]) == 0
     assert (tmp_path / "boolq" / "test.json").read_bytes() == data["boolq/test.json"]
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["files"]["commonsense_15k.json"]["records"] == 5
+    assert manifest["files"]["boolq/test.json"]["sha256"] == hashlib.sha256(data["boolq/test.json"]).hexdigest()
     assert command.main(["commonsense", "--root", str(tmp_path), "--check"]) == 0
     (tmp_path / "boolq" / "test.json").write_bytes(_records(2))
     assert command.main(["commonsense", "--root", str(tmp_path), "--check"]) == 1

@@ -44,7 +44,7 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from . import classnames, commonsense, fewshot, own_tasks, tweets, vtab
+from . import classnames, commonsense, fewshot, manifest, own_tasks, tweets, vtab
 from .common import as_list, cfg_get
 
 
@@ -150,8 +150,11 @@ def _vtab_build(cfg: Any, backbone: Any) -> TaskData:
     )
     info = _vtab_info(cfg)
     task = vtab.get_task(name)
+    root, hub_id = cfg_get(cfg, "root", None), cfg_get(cfg, "hub_id", None)
+    lists = vtab.split_files(bool(cfg_get(cfg, "use_val", False))).values()
+    listed = None if hub_id is not None else manifest.files_hash(vtab.task_dir(root, name) / f for f in lists)
     return TaskData(splits["train"], splits["val"], splits["test"], info.num_classes, info.class_names,
-                    subtask=task.name, extras={"group": task.group})
+                    subtask=task.name, extras={"group": task.group, "data_manifest": listed})
 
 
 # --------------------------------------------------------------------------------------------- fewshot
@@ -206,7 +209,9 @@ def _commonsense_build(cfg: Any, backbone: Any) -> TaskData:
         train = commonsense.CommonsenseDataset(train_records)
         val = commonsense.CommonsenseDataset(val_records)
     test: dict[str, Dataset] = {}
+    read = [train_path] if train_path is not None else []
     if test_root is not None:
+        read += [commonsense.find_test_file(test_root, task) for task in task_names]
         limit = cfg_get(cfg, "max_eval_samples", None)
         for task in task_names:
             records = commonsense.load_test_set(test_root, task)
@@ -216,7 +221,8 @@ def _commonsense_build(cfg: Any, backbone: Any) -> TaskData:
     if tokenizer is not None:
         collate = commonsense.CausalLMCollator(tokenizer, cfg_get(cfg, "cutoff_len", 256),
                                                bool(cfg_get(cfg, "train_on_inputs", True)))
-    return TaskData(train, val, test or None, None, None, collate=collate)
+    return TaskData(train, val, test or None, None, None, collate=collate,
+                    extras={"data_manifest": manifest.files_hash(read)})
 
 
 # --------------------------------------------------------------------------------- synthetic (hook)

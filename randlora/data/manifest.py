@@ -8,6 +8,7 @@ A prepared ImageFolder dataset ``<root>/<dataset>/`` carries ``manifest.json``::
 "\\n"-joined), so two labs with the same files in the same classes get the same hash whatever their root
 path. The loaders compute the same hash from the files they scanned and the run records it in
 ``result.json`` (``data_manifest``): equal hashes mean the same images with the same labels and splits.
+VTAB-1k and commonsense runs record :func:`files_hash` of the list / JSON files they read instead.
 """
 from __future__ import annotations
 
@@ -63,3 +64,11 @@ def read_class_names(folder: str | os.PathLike, class_folders: Sequence[str]) ->
         raise ValueError(f"{path}: {len(names)} class names for {len(class_folders)} class folders in "
                          f"{Path(folder) / 'train'} (one name per line, in the folders' sorted order)")
     return names
+
+
+def files_hash(paths: Iterable[str | os.PathLike]) -> str:
+    """Hash of the (folder/name, sha256 of content) of each file read: what VTAB-1k runs (their list files)
+    and commonsense runs (their JSON files) record; the prepared roots' manifests list each file's sha256."""
+    entries = [f"{Path(p).parent.name}/{Path(p).name}\t{hashlib.sha256(Path(p).read_bytes()).hexdigest()}"
+               for p in paths]
+    return file_list_hash(entries)

@@ -12,10 +12,12 @@ recorded in the manifest when the files are first downloaded rather than guessed
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..manifest import write_manifest
 from .download import DownloadError, Expected, fetch
 
 COMMIT = "816657208af4db747803f87ba40a4c71383fed7a"
@@ -104,7 +106,21 @@ def prepare(root: str | Path, names: list[str] | None = None, base_url: str = BA
         counts[pinned.target] = count_records(path)
         if pinned.records is not None and counts[pinned.target] != pinned.records:
             raise ValueError(f"{path}: {counts[pinned.target]} records, expected {pinned.records}")
+    write_root_manifest(root)
     return counts
+
+
+def write_root_manifest(root: Path) -> dict:
+    """``<root>/manifest.json``: commit, and records and sha256 of every pinned file present."""
+    files = {}
+    for pinned in FILES.values():
+        path = root / pinned.target
+        if path.is_file():
+            files[pinned.target] = {"records": count_records(path),
+                                    "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    manifest = {"benchmark": "commonsense", "source": f"AGI-Edgerunners/LLM-Adapters@{COMMIT}", "files": files}
+    write_manifest(root, manifest)
+    return manifest
 
 
 def check(root: str | Path, names: list[str] | None = None) -> list[str]:

@@ -7,11 +7,13 @@ plus the images. ``prepare`` unpacks it (torchvision's ``extract_archive``) into
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from pathlib import Path
 
-from ..vtab import TASKS, get_task
+from ..manifest import write_manifest
+from ..vtab import SPLIT_FILES, TASKS, get_task
 
 OBTAIN = ("VTAB-1k: download vtab-1k.zip as linked from github.com/ZhangYuanhan-AI/NOAH (Data Preparation), "
           "then run: python scripts/prepare_data.py vtab --root DIR --archive vtab-1k.zip")
@@ -23,6 +25,20 @@ def _task_parent(unpacked: Path) -> Path:
         if any((candidate / t.folder / "test.txt").is_file() for t in TASKS.values()):
             return candidate
     raise FileNotFoundError(f"no VTAB-1k task folders (<task>/test.txt) in the unpacked archive at {unpacked}")
+
+
+def write_task_manifest(folder: Path) -> dict:
+    """``<task>/manifest.json``: lines and sha256 of each list file (a run records ``files_hash`` of those it read)."""
+    lists = {}
+    for name in SPLIT_FILES:
+        path = folder / name
+        if path.is_file():
+            data = path.read_bytes()
+            lists[name] = {"lines": sum(1 for line in data.splitlines() if line.strip()),
+                           "sha256": hashlib.sha256(data).hexdigest()}
+    manifest = {"benchmark": "vtab-1k", "task": folder.name, "lists": lists}
+    write_manifest(folder, manifest)
+    return manifest
 
 
 def prepare(root: str | os.PathLike, archive: str | os.PathLike | None, names: list[str]) -> list[str]:
@@ -54,6 +70,7 @@ def prepare(root: str | os.PathLike, archive: str | os.PathLike | None, names: l
             if target.exists():
                 shutil.rmtree(target)
             os.replace(parent / folder, target)
+            write_task_manifest(target)
             placed.append(folder)
         return placed
     finally:
