@@ -96,6 +96,16 @@ def image_transforms(
     return train, eval_
 
 
+def resize_transform(img_size: int, mean: Sequence[float], std: Sequence[float]) -> T.Compose:
+    """The VTAB-1k protocol's transform (NOAH, PETL-ViT): Resize((img_size, img_size)) bicubic, normalise.
+
+    No crop and no flip, for training and testing alike: a flip or a crop changes the label of position,
+    orientation and count tasks (dSprites, SmallNORB, CLEVR, KITTI) and a center crop cuts KITTI's sides.
+    """
+    return T.Compose([ToRGB(), T.Resize((img_size, img_size), interpolation=T.InterpolationMode.BICUBIC),
+                      T.ToTensor(), T.Normalize(mean=tuple(mean), std=tuple(std))])
+
+
 def cast_floating(module: nn.Module, dtype: torch.dtype) -> nn.Module:
     """Cast floating-point parameters and buffers to `dtype` (integer buffers untouched)."""
     return module if dtype == torch.float32 else module.to(dtype)

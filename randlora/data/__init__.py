@@ -140,13 +140,30 @@ def _vtab_info(cfg: Any) -> TaskInfo:
     return TaskInfo(vtab.get_task(name).num_classes, vtab.class_names(name))
 
 
+VTAB_TRANSFORMS = ("resize", "backbone")
+
+
+def _vtab_transforms(cfg: Any, backbone: Any) -> tuple[Any, Any]:
+    """``task.transform=resize`` (the VTAB-1k protocol: Resize((224, 224)) bicubic, no crop, no flip, for train
+    and test) or ``backbone`` (the backbone's own RandomResizedCrop + flip / center-crop pair)."""
+    mode = cfg_get(cfg, "transform", "resize")
+    if mode not in VTAB_TRANSFORMS:
+        raise ValueError(f"task.transform={mode!r}; allowed: {', '.join(VTAB_TRANSFORMS)}")
+    if backbone is None or mode == "backbone" or not hasattr(backbone, "mean"):
+        return getattr(backbone, "train_transform", None), getattr(backbone, "eval_transform", None)
+    from ..backbones.base import resize_transform
+
+    transform = resize_transform(backbone.img_size, backbone.mean, backbone.std)
+    return transform, transform
+
+
 def _vtab_build(cfg: Any, backbone: Any) -> TaskData:
     name = cfg_get(cfg, "dataset")
+    train_transform, eval_transform = _vtab_transforms(cfg, backbone)
     splits = vtab.load_splits(
         name, root=cfg_get(cfg, "root", None), hub_id=cfg_get(cfg, "hub_id", None),
         use_val=bool(cfg_get(cfg, "use_val", False)),
-        train_transform=getattr(backbone, "train_transform", None),
-        eval_transform=getattr(backbone, "eval_transform", None),
+        train_transform=train_transform, eval_transform=eval_transform,
     )
     info = _vtab_info(cfg)
     task = vtab.get_task(name)

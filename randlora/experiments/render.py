@@ -44,6 +44,12 @@ def _summary(summary, reference, runs, metric, aliases):
     return [reporting.summary_table(summary, metric, f"Summary: {metric}")]
 
 
+def _vtab(summary, reference, runs, metric, aliases):
+    from randlora.reporting.vtab import vtab_group_table
+
+    return [vtab_group_table(summary, metric)] + _summary(summary, reference, runs, metric, aliases)
+
+
 def _sparse_bases(summary, reference, runs, metric, aliases):
     """Figure 3 and Table 1 with one row per basis (the paper's numbers are those of dense bases)."""
     fig3_ref, table1_ref = (reporting.read_reference(EXPERIMENTS_DIR / n / "reference.csv")
@@ -67,7 +73,7 @@ RENDERINGS = {
     "fig1_clip": Rendering("fig1_clip", _fig1, ("params",)),
     "fig1_dinov2": Rendering("fig1_dinov2", _fig1, ("params",)),
     "fig1_llama": Rendering("fig1_llama", _fig1, ("params",)),
-    "vtab": Rendering(None, _summary, ()),
+    "vtab": Rendering(None, _vtab, ()),
     "sparse_bases": Rendering("fig3_clip", _sparse_bases, ("regime",)),
 }
 
