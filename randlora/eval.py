@@ -26,8 +26,17 @@ log = logging.getLogger(__name__)
 register_resolvers()
 
 
+IMPORT_FILE = "import.json"  # beside an adapter imported from PEFT by scripts/export.py import
+
+
 def run_config(adapter_path: Path, result_path: Path | None, overrides: DictConfig | dict | None) -> DictConfig:
-    """The training config stored in the run's result.json (of an ok run), with ``overrides`` merged in."""
+    """The training config stored in the run's result.json (of an ok run), with ``overrides`` merged in.
+
+    An adapter imported from PEFT has import.json instead (status ``imported``, the config it was imported for).
+    """
+    imported = adapter_path.parent / IMPORT_FILE
+    if result_path is None and not (adapter_path.parent / RESULT_FILE).is_file() and imported.is_file():
+        result_path = imported
     result_path = result_path or adapter_path.parent / RESULT_FILE
     if not result_path.is_file():
         raise ConfigError(f"result_path={str(result_path)!r} does not exist: eval needs the result.json "
@@ -36,8 +45,10 @@ def run_config(adapter_path: Path, result_path: Path | None, overrides: DictConf
         stored = json.loads(result_path.read_text())
     except ValueError as error:
         raise ConfigError(f"{result_path} is not valid JSON ({error}); was the run killed while writing?") from None
-    if not isinstance(stored, dict) or stored.get("status") != "ok" or not isinstance(stored.get("config"), dict):
-        raise ConfigError(f"{result_path} is not the result of a finished run (status ok with its config)")
+    if not isinstance(stored, dict) or stored.get("status") not in ("ok", "imported") \
+            or not isinstance(stored.get("config"), dict):
+        raise ConfigError(f"{result_path} is not the result of a finished run (status ok with its config) or "
+                          "of an import (status imported)")
     return OmegaConf.merge(OmegaConf.create(stored["config"]), OmegaConf.create(overrides or {}))
 
 

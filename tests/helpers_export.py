@@ -19,8 +19,9 @@ ODD_SHAPES = {
     "tiny_bert": ["+backbone.model_kwargs.hidden_size=20", "+backbone.model_kwargs.intermediate_size=44"],
     "tiny_vit": ["+backbone.model_kwargs.embed_dim=20", "+backbone.model_kwargs.mlp_ratio=3.0"],
     "tiny_clip": [],
+    "minilm": [],
 }
-TASKS = {"tiny_llama": "commonsense", "tiny_bert": "tweets", "tiny_vit": "tweets", "tiny_clip": "tweets"}
+TASKS = {"tiny_llama": "commonsense", "tiny_bert": "tweets", "tiny_vit": "tweets", "tiny_clip": "tweets", "minilm": "tweets"}
 
 
 def run_config(backbone: str, adapter: str, overrides: Sequence[str] = ()) -> dict[str, Any]:

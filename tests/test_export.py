@@ -170,3 +170,15 @@ def test_cli_refuses_in_one_line_and_writes_nothing(tmp_path, capsys):
     assert cli_main([str(run_dir), "--format", "merged", "--out", str(tmp_path / "out")]) == 0
     assert cli_main([str(run_dir), "--format", "merged", "--out", str(tmp_path / "out")]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_peft_export_of_clip_lora_uses_peft_multihead_attention(tmp_path):
+    """open_clip's in_proj LoRA becomes PEFT's MultiheadAttention LoRA (its out_proj LoRA stays zero)."""
+    run = load_run(make_run(tmp_path, "tiny_clip", "lora", ["adapter.rank=4"]))
+    x = inputs("tiny_clip", run.backbone)
+    ours = logits("tiny_clip", run.backbone, x)
+    export_peft(run, tmp_path / "peft")
+    base = build_base(run.config).eval()
+    assert (logits("tiny_clip", base, x) - ours).abs().max() > 1e-2
+    peft.PeftModel.from_pretrained(base.clip, str(tmp_path / "peft")).eval()  # wraps base.clip in place
+    torch.testing.assert_close(logits("tiny_clip", base, x), ours, **TOL)

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> str:
     if args.command == "import":
         out = import_peft(args.peft_dir, import_config(args.overrides), args.out)
         return (f"Imported {args.peft_dir} -> {out / 'adapter.safetensors'}; score it with: python eval.py "
-                f"adapter_path={out / 'adapter.safetensors'} result_path={out / 'import.json'}")
+                f"adapter_path={out / 'adapter.safetensors'}")
     loaded = load_run(args.run_dir)
     if args.format == "merged":
         return f"Merged model: {export_merged(loaded, args.out)}"

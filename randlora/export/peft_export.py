@@ -3,7 +3,7 @@
 The folder is written by PEFT itself (`get_peft_model` on the pretrained model, our tensors copied in,
 `save_pretrained`), so `PeftModel.from_pretrained(base, DIR)` loads it; `base` is the model a user loads
 elsewhere (see `run.pretrained_part`): a transformers model, a timm model with `num_classes` set (our head
-travels as its `modules_to_save` classifier), an open_clip model. Target names are exact module names.
+travels as its `modules_to_save` classifier), an open_clip model. Targets are the exact module names (as one regex).
 
 Conversions (ΔW is unchanged in each, up to float round-off):
 - LoRA: lora_A, lora_B as they are, lora_alpha = s·r for our scale s (rsLoRA and LoRA+ included: LoRA+ is
@@ -22,6 +22,7 @@ regenerates them from `basis_seed`: the sizes of both files are printed and reco
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +112,10 @@ def _modules_to_save(part: Part, trainable_extra: list[str]) -> list[str]:
 def _peft_config(config, targets: list[str], modules_to_save: list[str], first: nn.Module):
     import peft
 
-    common = dict(target_modules=targets, modules_to_save=modules_to_save or None)
+    # A regex of the exact names: PEFT would shorten a long name list to suffixes that are unique in *this* model
+    # (e.g. `dense`), which then also match modules our backbone dropped (BERT's pooler) when loaded elsewhere.
+    exact = "|".join(re.escape(name) for name in targets)
+    common = dict(target_modules=f"({exact})", modules_to_save=modules_to_save or None)
     if config.name in ("lora", "loraplus"):
         return peft.LoraConfig(r=config.rank, lora_alpha=first.scale * config.rank, lora_dropout=config.dropout,
                                **common)

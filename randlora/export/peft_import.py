@@ -21,12 +21,12 @@ from torch import nn
 
 from randlora.adapters import inject, save_adapter
 from randlora.adapters.save import shared_bases
+from randlora.eval import IMPORT_FILE
 from randlora.run.results import ADAPTER_FILE, write_json_atomic
 
 from .folders import check_new_folder, staged_folder
 from .source import adapted_names, build_base, our_name, pretrained_part
 
-IMPORT_FILE = "import.json"
 PEFT_TYPES = {"LORA": "lora", "VERA": "vera", "RANDLORA": "randlora"}
 LAYER_KEY = re.compile(r"^base_model\.model\.(.+)\.(lora_A\.weight|lora_B\.weight|vera_lambda_b|vera_lambda_d|"
                        r"randlora_lambda|randlora_gamma|randlora_A|randlora_B)$")
