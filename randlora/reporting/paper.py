@@ -242,4 +242,4 @@ def fig1_points(summary: pd.DataFrame, reference: pd.DataFrame, metric: str = "t
              f"the seed means of {metric}; {MISSING_CELL} = no completed run near that budget."]
     network = points["network"].iloc[0] if len(points) else ""
     return Table(f"Figure 1 data: {network}, accuracy (%) vs trainable parameters",
-                 ["adapter", "trainable (paper)", "ours: rank and trainable", "accuracy"], rows, notes)
+                 ["adapter", "trainable (paper)", "ours: rank and trainable", "accuracy"], rows, notes, label_columns=2)
