@@ -9,7 +9,7 @@ from helpers_training import training_config
 from PIL import Image
 
 from randlora.data import build_task_data, instruction, task_info, text
-from randlora.data.manifest import file_list_hash
+from randlora.data.manifest import file_list_hash, files_hash
 from randlora.train import train
 
 
@@ -103,6 +103,7 @@ def test_three_own_data_tasks_train_two_steps(tmp_path):
                                               "task.text_column=note", "task.label_column=mood",
                                               "task.test_size=6", "adapter=lora", "adapter.rank=2"], run="txt"))
     assert result["status"] == "ok" and result["task"] == "text" and "test/acc" in result["metrics"]
+    assert result["data_manifest"] == files_hash([csv_path])
 
     train_path, test_path = _instruction_files(tmp_path / "instr")
     result = train(training_config(tmp_path, ["backbone=tiny_llama", "task=instruction",
@@ -111,3 +112,4 @@ def test_three_own_data_tasks_train_two_steps(tmp_path):
                                               "task.val_size=2", "task.max_new_tokens=4", "optim=adamw_llm",
                                               "adapter=lora", "adapter.rank=2"], run="ins"))
     assert result["status"] == "ok" and 0 <= result["metrics"]["test/acc"] <= 1
+    assert result["data_manifest"] == files_hash([train_path, test_path])

@@ -110,3 +110,11 @@ def test_hub_mirror_fails_clearly_offline(tmp_path, monkeypatch):
         vtab.load_splits("dtd", root=tmp_path, hub_id="someone/vtab-1k")  # hub_id wins over root
     with pytest.raises(ValueError, match="task.root.*task.hub_id"):
         vtab.load_splits("dtd")
+
+
+def test_hub_id_map_per_task():
+    assert vtab.hub_id_for("cifar100", {"cifar": "a/c100", "dtd": "b/dtd"}) == "a/c100"
+    assert vtab.hub_id_for("kitti", {"dtd": "b/dtd"}) is None
+    assert vtab.hub_id_for("kitti", "someone/vtab-1k") == "someone/vtab-1k"  # one multi-config mirror
+    with pytest.raises(ValueError, match="unknown VTAB-1k task 'kitty'"):
+        vtab.hub_id_for("kitti", {"kitty": "x/y"})

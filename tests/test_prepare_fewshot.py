@@ -95,6 +95,26 @@ def test_cifar10_from_its_real_pickle_batches(tmp_path, monkeypatch):
     assert fewshot.class_names("cifar10", root=tmp_path / "out", source="curated") == classnames.class_names("cifar10")
 
 
+def test_imagenet_from_torchvision_imagenet_without_download(tmp_path, monkeypatch):
+    """ImageNet is hand-fetched: torchvision's ImageNet (an ImageFolder: samples, tuples of class synonyms) is
+    opened without a download argument, train -> train and val -> test."""
+    seen = []
+
+    class ImageNetStandIn:
+        def __init__(self, root, split="train", **kwargs):
+            assert "download" not in kwargs
+            seen.append(split)
+            self.classes = [("tench", "Tinca tinca"), ("goldfish", "Carassius auratus")]
+            self.samples = [(_jpeg(Path(root) / split / f"n0{label}" / f"{split}_{label}_{i}.JPEG", i), label)
+                            for label in range(2) for i in range(2 if split == "train" else 1)]
+
+    (tmp_path / "downloads" / "imagenet").mkdir(parents=True)
+    monkeypatch.setattr(torchvision.datasets, "ImageNet", ImageNetStandIn)
+    manifest = prepare_one("imagenet", tmp_path / "out", tmp_path / "downloads")
+    assert seen == ["train", "val"] and manifest["counts"] == {"train": 4, "test": 2}
+    assert sorted(p.name for p in (tmp_path / "out" / "imagenet" / "test").iterdir()) == ["000_tench", "001_goldfish"]
+
+
 def test_caltech_split_is_atlas_random_split():
     from torch.utils.data import random_split
 

@@ -23,6 +23,7 @@ from typing import Any
 from . import commonsense, fewshot, instruction, text
 from .common import ListDataset, as_list, cfg_get
 from .images import load_hub_split
+from .manifest import files_hash
 
 
 def imagefolder_info(cfg: Any) -> Any:
@@ -103,9 +104,12 @@ def text_build(cfg: Any, backbone: Any) -> Any:
         splits["val"] = splits["test"]
     baseline = text.majority_baseline([label for _, label in splits["train"].items],
                                       [label for _, label in splits["test"].items])
+    read = [p for p in (cfg_get(cfg, "path", None), cfg_get(cfg, "val_path", None), cfg_get(cfg, "test_path", None))
+            if p is not None and cfg_get(cfg, "hub_id", None) is None]
     return TaskData(splits["train"], splits["val"], splits["test"], len(names), names,
                     collate=getattr(backbone, "collate", None),
-                    extras={"majority_baseline": baseline, "val_is_test": splits["val"] is splits["test"]})
+                    extras={"majority_baseline": baseline, "val_is_test": splits["val"] is splits["test"],
+                            "data_manifest": files_hash(read) if read else None})
 
 
 # ----------------------------------------------------------------------------------------- instruction
@@ -137,5 +141,6 @@ def instruction_build(cfg: Any, backbone: Any) -> Any:
     tokenizer = getattr(backbone, "tokenizer", None)
     collate = None if tokenizer is None else commonsense.CausalLMCollator(
         tokenizer, cfg_get(cfg, "cutoff_len", 256), bool(cfg_get(cfg, "train_on_inputs", False)), extract=extract)
+    read = [train_path] + ([test_path] if test_path is not None else [])
     return TaskData(commonsense.CommonsenseDataset(train_records), commonsense.CommonsenseDataset(val_records),
-                    test, None, None, collate=collate)
+                    test, None, None, collate=collate, extras={"data_manifest": files_hash(read)})

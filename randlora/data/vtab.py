@@ -22,6 +22,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from torch.utils.data import Dataset
 
@@ -131,10 +132,23 @@ def load_hub(hub_id: str, name: str, split: str, use_val: bool = False,
     return HubImageDataset(data, hub_id, transform)
 
 
+def hub_id_for(name: str, hub_id: Any) -> str | None:
+    """The hub mirror of task ``name``: a map ``{task: repo id}`` gives the task's entry (none when absent; keys
+    are task or folder names, unknown keys refused); one repo id is a multi-config mirror whose config is the
+    task folder, used for every task."""
+    if hub_id is None or isinstance(hub_id, str):
+        return hub_id
+    by_task = {}
+    for key, value in hub_id.items():
+        by_task[get_task(key).name] = value  # raises on an unknown task name
+    return by_task.get(get_task(name).name)
+
+
 def load_splits(name: str, root: str | os.PathLike | None = None, hub_id: str | None = None,
                 use_val: bool = False, train_transform: Transform | None = None,
                 eval_transform: Transform | None = None) -> dict[str, Dataset]:
     """``{"train", "val", "test"}`` datasets of one task, from the hub mirror ``hub_id`` when given, else ``root``."""
+    hub_id = hub_id_for(name, hub_id)
     if root is None and hub_id is None:
         raise ValueError("VTAB-1k needs task.root (a local VTAB-1k folder) or task.hub_id (a hub mirror)")
     transforms = {"train": train_transform, "val": eval_transform, "test": eval_transform}
