@@ -133,31 +133,46 @@ def test_merged_export_reloads_with_the_adapted_outputs(tmp_path, backbone):
         reloaded = logits(backbone, base, x)
     assert (logits(backbone, build_base(run.config).eval(), x) - ours).abs().max() > 1e-2
     torch.testing.assert_close(reloaded, ours, **TOL)
+    provenance = json.loads((out / "provenance.json").read_text())
+    assert provenance["format"] == "merged" and provenance["run_id"] == f"test_{backbone}_randlora"
+    assert provenance["basis_checksum"] == run.result["basis_checksum"]
 
 
-@pytest.mark.parametrize("adapter", [pytest.param("lora", marks=pytest.mark.slow),
-                                     pytest.param("vera", marks=pytest.mark.slow), "randlora"])
-def test_import_gives_peft_outputs(tmp_path, adapter):
-    """A PEFT adapter trained elsewhere (random values; GQA LLaMA, so RandLoRA layers have different n)."""
-    config = run_config("tiny_llama", adapter, ["+backbone.model_kwargs.num_key_value_heads=1"])
+IMPORT_CASES = [  # GQA LLaMA: RandLoRA layers with different n; ViT: a head in modules_to_save
+    ("tiny_llama", "randlora", ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"], None),
+    pytest.param("tiny_llama", "lora", ["q_proj", "v_proj"], None, marks=pytest.mark.slow),
+    pytest.param("tiny_bert", "vera", ["query", "value", "intermediate.dense"], None, marks=pytest.mark.slow),
+    pytest.param("tiny_vit", "lora", ["qkv", "fc1", "fc2"], ["head"], marks=pytest.mark.slow),
+    pytest.param("tiny_vit", "randlora", ["qkv", "fc1", "fc2"], ["head"], marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize("backbone,adapter,targets,heads", IMPORT_CASES)
+def test_import_gives_peft_outputs(tmp_path, backbone, adapter, targets, heads):
+    """A PEFT adapter trained elsewhere (random values) -> our adapter file -> PEFT's outputs."""
+    overrides = ["+backbone.model_kwargs.num_key_value_heads=1"] if backbone == "tiny_llama" else []
+    config = run_config(backbone, adapter, overrides)
     base = build_base(config)
-    targets = ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"]
-    peft_config = {"lora": peft.LoraConfig(r=3, lora_alpha=5, target_modules=targets),
-                   "vera": peft.VeraConfig(r=3, target_modules=targets),
-                   "randlora": peft.RandLoraConfig(r=3, randlora_alpha=30, target_modules=targets)}[adapter]
-    theirs = peft.get_peft_model(base.model, peft_config)
+    kwargs = dict(r=3, target_modules=targets, modules_to_save=heads)
+    peft_config = {"lora": peft.LoraConfig(lora_alpha=5, **kwargs), "vera": peft.VeraConfig(**kwargs),
+                   "randlora": peft.RandLoraConfig(randlora_alpha=30, **kwargs)}[adapter]
+    theirs = peft.get_peft_model(peft_base(backbone, base), peft_config)
     generator = torch.Generator().manual_seed(3)
     with torch.no_grad():
         for p in theirs.parameters():
             if p.requires_grad:
                 p.copy_(torch.randn(p.shape, generator=generator) * 0.2)
     theirs.save_pretrained(str(tmp_path / "peft"))
-    x = inputs("tiny_llama", base)
-    expected = logits("tiny_llama", theirs.eval(), x)
+    x = inputs(backbone, base)
+    theirs.eval()
+    with torch.no_grad():  # BERT: compare the encoder (a PEFT folder from elsewhere has no head of ours)
+        expected = theirs(**x).last_hidden_state if backbone == "tiny_bert" else logits(backbone, theirs, x)
     out = import_peft(tmp_path / "peft", config, tmp_path / "ours")
-    ours = build_base(config)
+    ours = build_base(config).eval()
     load_adapter(ours, out / "adapter.safetensors")
-    torch.testing.assert_close(logits("tiny_llama", ours.eval(), x), expected, **TOL)
+    with torch.no_grad():
+        got = ours.encoder(**x).last_hidden_state if backbone == "tiny_bert" else logits(backbone, ours, x)
+    torch.testing.assert_close(got, expected, **TOL)
     assert json.loads((out / "import.json").read_text())["status"] == "imported"
 
 

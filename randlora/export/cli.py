@@ -56,12 +56,15 @@ def import_config(overrides: list[str]) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> str:
     from randlora.export import export_merged, export_peft, import_peft, load_run
     from randlora.export.folders import check_new_folder
+    from randlora.export.peft_export import check_method
 
     check_new_folder(args.out)
     if args.command == "import":
         out = import_peft(args.peft_dir, import_config(args.overrides), args.out)
         return (f"Imported {args.peft_dir} -> {out / 'adapter.safetensors'}; score it with: python eval.py "
                 f"adapter_path={out / 'adapter.safetensors'}")
+    if args.format == "peft":
+        check_method(args.run_dir)
     loaded = load_run(args.run_dir)
     if args.format == "merged":
         return f"Merged model: {export_merged(loaded, args.out)}"

@@ -23,7 +23,7 @@ from torch import nn
 from randlora.adapters import merge
 
 from .folders import staged_folder
-from .source import Part, Run, pretrained_part, save_head, strip_adapters, write_provenance
+from .source import Run, pretrained_part, save_head, strip_adapters, write_provenance
 
 OPEN_CLIP_WEIGHTS = "open_clip_model.safetensors"
 
@@ -97,5 +97,3 @@ def _deep_update(base: dict, update: dict) -> dict:
             base[key] = value
     return base
 
-
-__all__ = ["export_merged", "Part"]

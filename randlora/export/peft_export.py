@@ -78,6 +78,18 @@ def export_peft(run: Run, out: str | Path) -> dict[str, Any]:
     return sizes
 
 
+def check_method(run_dir: str | Path) -> None:
+    """Before anything is built: refuse adapters PEFT has no format for, from the adapter file's metadata."""
+    import json
+
+    from randlora.adapters import read_adapter_metadata
+    from randlora.run.results import ADAPTER_FILE
+
+    path = Path(run_dir) / ADAPTER_FILE
+    if path.is_file():
+        check_expressible(json.loads(read_adapter_metadata(path)["adapter_config"])["name"], [])
+
+
 def check_expressible(method: str, layers: list[tuple[str, nn.Module]]) -> None:
     """Cheap refusals before anything is converted: NoLA / full, and VeRA or RandLoRA on in_proj weights."""
     if method not in PEFT_METHODS:
