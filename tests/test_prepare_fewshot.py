@@ -162,6 +162,22 @@ def test_dtd_split_1_from_labels_files(tmp_path):
         ["banded_0.jpg", "banded_1.jpg"]
 
 
+def test_dtd_is_downloaded_by_torchvision_when_not_fetched_by_hand(tmp_path, monkeypatch):
+    calls = []
+
+    def dtd_stand_in(root, partition=1, download=False):
+        calls.append((partition, download))
+        data = Path(root) / "dtd" / "dtd"  # where torchvision unpacks dtd-r1.0.1.tar.gz
+        (data / "labels").mkdir(parents=True)
+        for i, split in enumerate(("train1", "val1", "test1")):
+            _jpeg(data / "images" / "banded" / f"banded_{i}.jpg", i)
+            (data / "labels" / f"{split}.txt").write_text(f"banded/banded_{i}.jpg\n")
+
+    monkeypatch.setattr(torchvision.datasets, "DTD", dtd_stand_in)
+    manifest = prepare_one("dtd", tmp_path / "out", tmp_path / "downloads")
+    assert calls == [(1, True)] and manifest["counts"] == {"train": 2, "test": 1}
+
+
 def test_eurosat_270_val_270_test_per_class_seeded(tmp_path):
     files = {"Forest": [Path(f"Forest_{i}.jpg") for i in range(600)],
              "River": [Path(f"River_{i}.jpg") for i in range(545)]}

@@ -23,20 +23,22 @@ MANUAL = ("cars", "resisc45", "sun397", "imagenet", "ucf101")
 
 
 def _dtd(source: Path, out: Path, download: bool, progress: Callable) -> dict:
+    """``source/{images,labels}`` as fetched by hand, else torchvision's download (``source/dtd/dtd/``)."""
     if not (source / "labels").is_dir():
         import torchvision.datasets
 
-        torchvision.datasets.DTD(str(source.parent / "_torchvision_dtd"), partition=1, download=download)
-        source = source.parent / "_torchvision_dtd" / "dtd" / "dtd"
+        torchvision.datasets.DTD(str(source), partition=1, download=download)
+        source = source / "dtd" / "dtd"
     return manual.convert_dtd(source, out, progress)
 
 
 def _eurosat(source: Path, out: Path, download: bool, progress: Callable) -> dict:
+    """``source/2750/`` as fetched by hand, else torchvision's download (``source/eurosat/2750/``)."""
     if not (source / "2750").is_dir():
         import torchvision.datasets
 
-        torchvision.datasets.EuroSAT(str(source.parent / "_torchvision_eurosat"), download=download)
-        source = source.parent / "_torchvision_eurosat" / "eurosat"
+        torchvision.datasets.EuroSAT(str(source), download=download)
+        source = source / "eurosat"
     return manual.convert_eurosat(source, out, progress)
 
 
