@@ -9,6 +9,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.error import URLError
 
 from . import BENCHMARKS
 from . import check as checks
@@ -85,7 +86,8 @@ def prepare(args: argparse.Namespace, names: list[str]) -> dict[str, str]:
                 print(f"fewshot: {name}: {manifest['counts']} -> {args.root / name} "
                       f"(file list {manifest['file_list_sha256'][:12]})")
             except Exception as err:  # one line per dataset; the others still run
-                failures[name] = f"fewshot: {name}: {type(err).__name__}: {err}".replace("\n", " ")
+                hint = " (no network? torchvision could not download it)" if isinstance(err, URLError) else ""
+                failures[name] = f"fewshot: {name}: {type(err).__name__}: {err}{hint}".replace("\n", " ")
     return failures
 
 
