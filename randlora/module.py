@@ -142,21 +142,28 @@ class ClassificationModule(AdapterModule):
 
 
 class CausalLMModule(AdapterModule):
-    """Instruction tuning of a causal LM, evaluated by greedy generation.
+    """Instruction tuning of a causal LM, evaluated by generation (greedy, or beam search with ``num_beams``).
 
     Training batches come from :class:`randlora.data.commonsense.CausalLMCollator`: ``input_ids``,
     ``attention_mask`` and ``labels`` in which prompt and padding tokens are -100, so the loss is the mean
-    token cross-entropy over response tokens only. Evaluation generates up to ``max_new_tokens`` tokens
-    greedily from ``prompts`` (left-padded), extracts the answer word with
+    token cross-entropy over response tokens only. Evaluation generates up to ``max_new_tokens`` tokens from
+    ``prompts`` (left-padded; ``num_beams`` > 1: beam search without sampling, the authors' 4), extracts the
+    answer word with
     :func:`randlora.data.commonsense.extract_answer` and compares it with ``answers``. ``val/acc`` uses the
     union of all tasks' answer words (the validation split mixes tasks); each test set uses its own task's.
+    With ``val_generate=False`` validation logs ``val/loss`` only (the authors' Trainer evaluates the loss).
     """
 
     def __init__(self, model: nn.Module, tokenizer: Any, optim: Mapping[str, Any],
-                 test_names: Sequence[str] | None = None, max_new_tokens: int = 32):
+                 test_names: Sequence[str] | None = None, max_new_tokens: int = 32, num_beams: int = 1,
+                 val_generate: bool = True):
         super().__init__(model, optim, test_names)
+        if not isinstance(num_beams, int) or num_beams < 1:
+            raise ValueError(f"task.num_beams={num_beams!r} must be an integer >= 1 (1 = greedy)")
         self.tokenizer = tokenizer
         self.max_new_tokens = max_new_tokens
+        self.num_beams = num_beams
+        self.val_generate = val_generate
 
     def forward(self, batch: Mapping[str, Any]) -> Any:
         return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
@@ -172,7 +179,7 @@ class CausalLMModule(AdapterModule):
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[str]) -> list[str]:
-        """Greedy continuations (decoded, special tokens removed) of ``prompts``."""
+        """Continuations (decoded, special tokens removed) of ``prompts``: greedy, or ``num_beams`` beams."""
         side = self.tokenizer.padding_side
         self.tokenizer.padding_side = "left"
         try:
@@ -182,7 +189,7 @@ class CausalLMModule(AdapterModule):
         generator = self.model if hasattr(self.model, "generate") else self.model.model
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         output = generator.generate(**encoded, max_new_tokens=self.max_new_tokens, do_sample=False,
-                                    pad_token_id=pad_id)
+                                    num_beams=self.num_beams, pad_token_id=pad_id)
         new_tokens = output[:, encoded["input_ids"].shape[1]:]
         return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
 
@@ -197,6 +204,8 @@ class CausalLMModule(AdapterModule):
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         size = len(batch["answers"])
         self.log("val/loss", self(batch).loss, on_epoch=True, sync_dist=True, batch_size=size)
+        if not self.val_generate:
+            return
         self.log("val/acc", self._correct(batch, None).mean(), on_epoch=True, prog_bar=True, sync_dist=True,
                  batch_size=size)
 

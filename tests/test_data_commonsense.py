@@ -87,15 +87,16 @@ def test_find_test_file_both_layouts_and_missing(tmp_path):
 
 
 def test_prompt_templates():
+    """Exact strings: tests/test_fidelity_commonsense.py; here the two uses and the input block."""
     record = {"instruction": "Say hi.", "input": "", "output": "hi", "answer": "hi"}
-    expected = f"{HEADER}\n\n### Instruction:\nSay hi.\n\n### Response:\n"
-    assert cs.prompt(record, with_answer=False) == expected
-    assert cs.prompt(record, with_answer=True) == expected + "hi"
+    assert cs.prompt(record, with_answer=False).startswith(HEADER)
+    assert cs.prompt(record, with_answer=True) == cs.train_prompt(record, "hi")
+    assert cs.prompt(record, with_answer=True).endswith("### Response:\n" + " " * 16 + "hi")
     with_input = dict(record, input="to Bob")
     text = cs.prompt(with_input, with_answer=False)
     assert text.startswith("Below is an instruction that describes a task, paired with an input that provides "
                            "further context. Write a response that appropriately completes the request.")
-    assert text.endswith("### Instruction:\nSay hi.\n\n### Input:\nto Bob\n\n### Response:\n")
+    assert "### Input:\n" + " " * 16 + "to Bob\n" in text and "### Input:" not in cs.prompt(record, False)
 
 
 @pytest.mark.parametrize("task", list(cs.TASKS))
@@ -173,7 +174,7 @@ def test_collator_labels_padding_and_prompt_masking(train_on_inputs):
         assert batch["input_ids"][row, : len(ids)].tolist() == ids
         assert batch["attention_mask"][row].sum().item() == len(ids)
         assert (batch["labels"][row, len(ids):] == -100).all()
-        n_prompt = len(tokenizer(cs.prompt(records[row], False))["input_ids"])
+        n_prompt = len(tokenizer(cs.train_prompt(records[row], ""))["input_ids"])
         target = batch["labels"][row, : len(ids)]
         if train_on_inputs:
             assert target.tolist() == ids

@@ -6,18 +6,20 @@ File format: a JSON list of records
 The training sets (commonsense_15k.json, commonsense_170k.json) and the 8 test sets share it; the ``output``
 is the training target, ``answer`` the gold label compared with the word extracted from a generation.
 
-Prompt (Alpaca / LLM-Adapters template), with the "### Input:" block only when ``input`` is non-empty:
-    Below is an instruction that describes a task. Write a response that appropriately completes the request.
+Prompts, byte for byte as the authors used them (PAPER.md §3b): training strings from their
+``commonsense_reasoning/finetune.py`` ``generate_prompt`` (``prompt(record, with_answer=True)``), evaluation strings
+from ``commonsense_evaluate.py`` (= LLM-Adapters', ``prompt(record, with_answer=False)``). Both are triple-quoted
+f-strings indented inside a function, so every line after the first starts with 16 spaces; they differ in
+whitespace: training ends the first line with "request.  " (two spaces) without input and "request. " (one)
+with input, and its blank lines after the first are 16 spaces; evaluation ends it with "request. " without
+input and "request." with input, and its blank lines are empty. The "### Input:" block appears only when
+``input`` is non-empty. The masked prompt of ``train_on_inputs=false`` is the training string with an empty
+output, as in their ``finetune.py``.
 
-    ### Instruction:
-    {instruction}
-
-    ### Response:
-    {output, when training}
-
-Evaluation: greedy generation from the prompt without answer; the predicted answer is the FIRST occurrence in
-the generated response of any of the task's answer words (``re.search`` over ``word1|word2|...``, case
-sensitive, as LLM-Adapters' ``extract_answer``); accuracy = mean(prediction == record["answer"]).
+Evaluation: generation from the evaluation prompt (``task.num_beams``: 4 in Table 1, the authors'; 1 = greedy,
+the cheap option); the predicted answer is the FIRST occurrence in the generated response of any of the
+task's answer words (``re.search`` over ``word1|word2|...``, case sensitive, as LLM-Adapters'
+``extract_answer``); accuracy = mean(prediction == record["answer"]).
 """
 from __future__ import annotations
 
@@ -33,14 +35,30 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-PROMPT_NO_INPUT = (
-    "Below is an instruction that describes a task. Write a response that appropriately completes the request."
-    "\n\n### Instruction:\n{instruction}\n\n### Response:\n"
+_INDENT = " " * 16
+TRAIN_PROMPT_NO_INPUT = (
+    "Below is an instruction that describes a task. Write a response that appropriately completes the request.  \n"
+    "\n" + _INDENT + "### Instruction:\n" + _INDENT + "{instruction}\n" + _INDENT + "\n"
+    + _INDENT + "### Response:\n" + _INDENT + "{output}"
 )
-PROMPT_WITH_INPUT = (
+TRAIN_PROMPT_WITH_INPUT = (
     "Below is an instruction that describes a task, paired with an input that provides further context. "
-    "Write a response that appropriately completes the request."
-    "\n\n### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+    "Write a response that appropriately completes the request. \n"
+    "\n" + _INDENT + "### Instruction:\n" + _INDENT + "{instruction}\n" + _INDENT + "\n"
+    + _INDENT + "### Input:\n" + _INDENT + "{input}\n" + _INDENT + "\n"
+    + _INDENT + "### Response:\n" + _INDENT + "{output}"
+)
+EVAL_PROMPT_NO_INPUT = (
+    "Below is an instruction that describes a task. Write a response that appropriately completes the request. \n"
+    "\n" + _INDENT + "### Instruction:\n" + _INDENT + "{instruction}\n"
+    "\n" + _INDENT + "### Response:\n" + _INDENT
+)
+EVAL_PROMPT_WITH_INPUT = (
+    "Below is an instruction that describes a task, paired with an input that provides further context. "
+    "Write a response that appropriately completes the request.\n"
+    "\n" + _INDENT + "### Instruction:\n" + _INDENT + "{instruction}\n"
+    "\n" + _INDENT + "### Input:\n" + _INDENT + "{input}\n"
+    "\n" + _INDENT + "### Response:\n" + _INDENT
 )
 RESPONSE_MARKER = "### Response:"
 IGNORE_INDEX = -100
@@ -170,10 +188,18 @@ def load_test_set(root: str | os.PathLike, task: str) -> list[dict[str, str]]:
 
 
 def prompt(record: dict[str, str], with_answer: bool) -> str:
-    """The LLM-Adapters prompt for ``record``; with ``with_answer`` the target ``output`` is appended."""
-    template = PROMPT_WITH_INPUT if record.get("input") else PROMPT_NO_INPUT
-    text = template.format(instruction=record["instruction"], input=record.get("input", ""))
-    return text + record["output"] if with_answer else text
+    """The authors' training string with the target ``output`` (``with_answer``), or their evaluation string."""
+    has_input = bool(record.get("input"))
+    if with_answer:
+        return train_prompt(record, record["output"])
+    template = EVAL_PROMPT_WITH_INPUT if has_input else EVAL_PROMPT_NO_INPUT
+    return template.format(instruction=record["instruction"], input=record.get("input", ""))
+
+
+def train_prompt(record: dict[str, str], output: str) -> str:
+    """The authors' training string of ``record`` ending in ``output`` ("" gives the masked user prompt)."""
+    template = TRAIN_PROMPT_WITH_INPUT if record.get("input") else TRAIN_PROMPT_NO_INPUT
+    return template.format(instruction=record["instruction"], input=record.get("input", ""), output=output)
 
 
 def response_part(text: str) -> str:
@@ -272,7 +298,7 @@ class CausalLMCollator:
             ids.append(eos)
         labels = list(ids)
         if not self.train_on_inputs:
-            n_prompt = min(len(self._ids(prompt(record, with_answer=False))), len(labels))
+            n_prompt = min(len(self._ids(train_prompt(record, ""))), len(labels))
             labels[:n_prompt] = [IGNORE_INDEX] * n_prompt
         return ids, labels
 
