@@ -16,7 +16,7 @@ from randlora.data.prepare.layout import DatasetWriter
 @pytest.fixture
 def good_root(tmp_path, monkeypatch):
     """A prepared 'dtd' of 3 classes: 4 train + 2 test images each, with manifest and classnames."""
-    monkeypatch.setitem(expected.FEWSHOT, "dtd", expected.Sizes(3, 12, 6))
+    monkeypatch.setitem(expected.FEWSHOT, "dtd", expected.Sizes(3, 12, 6, per_class={"test": 2}))
     writer = DatasetWriter(tmp_path, "dtd", ["banded", "braided", "zigzagged"])
     for label in range(3):
         for split, n in (("train", 4), ("test", 2)):
@@ -47,7 +47,8 @@ def test_missing_class_is_named(good_root, capsys):
 
 def test_wrong_count_is_named(good_root, capsys):
     (good_root / "dtd" / "test" / "002_zigzagged" / "0.png").unlink()
-    assert _check(good_root, capsys) == (1, ["dtd/test: 5 images, expected 6"])
+    assert _check(good_root, capsys) == (1, ["dtd/test: class 002_zigzagged has 1 images, expected 2",
+                                             "dtd/test: 5 images, expected 6"])
 
 
 def test_corrupt_image_is_named_unless_images_are_skipped(good_root, capsys):
@@ -107,3 +108,14 @@ def test_vtab_and_commonsense_runs_record_what_they_read(tmp_path):
     hashed = build_task_data(cs).extras["data_manifest"]
     (root / "boolq" / "test.json").write_text((root / "boolq" / "test.json").read_text() + " ")
     assert build_task_data(cs).extras["data_manifest"] != hashed
+
+
+def test_expected_table_is_consistent():
+    """Per-class counts times classes give the split totals; every dataset of the benchmark has an entry."""
+    from randlora.data.fewshot import DATASETS
+
+    assert set(expected.FEWSHOT) == set(DATASETS) and set(expected.VTAB_TEST) == set(__import__(
+        "randlora.data.vtab", fromlist=["TASKS"]).TASKS)
+    for name, sizes in expected.FEWSHOT.items():
+        for split, each in (sizes.per_class or {}).items():
+            assert each * sizes.classes == sizes.splits()[split], (name, split)

@@ -1,7 +1,7 @@
 """``--check``: compare a prepared root with the expected sizes; one line per problem.
 
 Few-shot (per dataset): the dataset folder and its train/test (and expected val) splits exist; the number of
-classes, and the images per split, equal ``expected.FEWSHOT``; every split uses only the training classes and
+classes, the images per split and, for balanced datasets, per class equal ``expected.FEWSHOT``; every split uses only the training classes and
 every class has training images (a missing class is named); ``classnames.txt`` matches the folders; with
 ``images=True`` every image is opened (unreadable files are named). VTAB-1k: the four list files per task,
 800/200/1000 lines and the test size of ``expected.VTAB_TEST``, labels in range, listed images present.
@@ -67,6 +67,10 @@ def check_fewshot_dataset(root: Path, name: str, images: bool = True, sizes: exp
                 problems.append(f"{name}/{split}: class folder {cls} is not among the training classes")
             elif split == "train" and not files:
                 problems.append(f"{name}/train: class {cls} has no images")
+        each = (sizes.per_class or {}).get(split)
+        if each is not None:
+            problems += [f"{name}/{split}: class {cls} has {len(files)} images, expected {each}"
+                         for cls, files in classes.items() if cls in train_classes and len(files) != each]
         found = sum(len(files) for files in classes.values())
         if want != expected.UNKNOWN and found != want:
             problems.append(f"{name}/{split}: {found} images, expected {want}")

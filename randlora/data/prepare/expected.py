@@ -26,6 +26,7 @@ class Sizes:
     train: int
     test: int
     val: int | None = None  # None: no val split
+    per_class: dict[str, int] | None = None  # split -> images of every class, where the dataset is balanced
 
     def splits(self) -> dict[str, int]:
         out = {"train": self.train, "test": self.test}
@@ -36,24 +37,25 @@ class Sizes:
 
 FEWSHOT: dict[str, Sizes] = {
     "cars": Sizes(196, 8144, 8041),
-    "dtd": Sizes(47, 3760, 1880),
-    "eurosat": Sizes(10, 21600, 2700, val=2700),
+    "dtd": Sizes(47, 3760, 1880, per_class={"train": 80, "test": 40}),
+    "eurosat": Sizes(10, 21600, 2700, val=2700, per_class={"val": 270, "test": 270}),
     "gtsrb": Sizes(43, 26640, 12630),
     "mnist": Sizes(10, 60000, 10000),
     "resisc45": Sizes(45, 18900, 6300, val=6300),
-    "sun397": Sizes(397, 19850, 19850),
+    "sun397": Sizes(397, 19850, 19850, per_class={"train": 50, "test": 50}),
     "svhn": Sizes(10, 73257, 26032),
-    "cifar10": Sizes(10, 50000, 10000),
-    "cifar100": Sizes(100, 50000, 10000),
-    "stl10": Sizes(10, 5000, 8000),
-    "food101": Sizes(101, 75750, 25250),
+    "cifar10": Sizes(10, 50000, 10000, per_class={"train": 5000, "test": 1000}),
+    "cifar100": Sizes(100, 50000, 10000, per_class={"train": 500, "test": 100}),
+    "stl10": Sizes(10, 5000, 8000, per_class={"train": 500, "test": 800}),
+    "food101": Sizes(101, 75750, 25250, per_class={"train": 750, "test": 250}),
     "caltech256": Sizes(257, 24485, 6122),
     "fgvc_aircraft": Sizes(100, 3334, 3333, val=3333),
-    "flowers102": Sizes(102, 1020, 6149, val=1020),
+    "flowers102": Sizes(102, 1020, 6149, val=1020, per_class={"train": 10, "val": 10}),
     "oxford_pets": Sizes(37, 3680, 3669),
     "cub200": Sizes(200, 5994, 5794),
     "pascal_voc": Sizes(20, UNKNOWN, UNKNOWN, val=UNKNOWN),
-    "country211": Sizes(211, 31650, 21100, val=10550),
+    "country211": Sizes(211, 31650, 21100, val=10550,
+                         per_class={"train": 150, "val": 50, "test": 100}),
     "caltech101": Sizes(101, 6941, 1736),
     "ucf101": Sizes(101, 7639, 3783, val=1898),
     "imagenet": Sizes(1000, 1281167, 50000),
