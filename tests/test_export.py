@@ -197,3 +197,49 @@ def test_peft_export_of_clip_lora_uses_peft_multihead_attention(tmp_path):
     assert (logits("tiny_clip", base, x) - ours).abs().max() > 1e-2
     peft.PeftModel.from_pretrained(base.clip, str(tmp_path / "peft")).eval()  # wraps base.clip in place
     torch.testing.assert_close(logits("tiny_clip", base, x), ours, **TOL)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("export_format", ["merged", "peft"])
+def test_clip_linear_head_travels_as_a_file(tmp_path, export_format):
+    """CLIP's linear head mode keeps only the image tower: the export puts it into a whole open_clip model and
+    the head into head.safetensors; logits = head(normalize(encode_image(x)))."""
+    import open_clip
+
+    from randlora.export.source import full_clip
+
+    run = load_run(make_run(tmp_path, "tiny_clip", "lora", ["adapter.rank=3", "backbone.head=linear"]))
+    x = inputs("tiny_clip", run.backbone)
+    ours = logits("tiny_clip", run.backbone, x)
+    out = tmp_path / export_format
+    if export_format == "merged":
+        export_merged(run, out)
+        provenance = json.loads((out / "provenance.json").read_text())
+        model = open_clip.create_model(provenance["open_clip_name"], pretrained=str(out / provenance["weights_file"]),
+                                       **provenance["open_clip_kwargs"])
+    else:
+        export_peft(run, out)
+        base = build_base(run.config)
+        model = peft.PeftModel.from_pretrained(full_clip(base, run.config), str(out))
+    head = torch.nn.Linear(32, 3)
+    head.load_state_dict(load_file(str(out / "head.safetensors")))
+    with torch.no_grad():
+        reloaded = head(torch.nn.functional.normalize(model.eval().encode_image(x), dim=-1))
+    torch.testing.assert_close(reloaded, ours, **TOL)
+
+
+@pytest.mark.slow
+def test_a_trained_run_folder_exports(tmp_path):
+    """End to end: train.py's own run folder (debug=fast, tiny BERT, RandLoRA) -> PEFT folder with our logits."""
+    from helpers_training import training_config, write_tweets_csv
+    from randlora.train import train
+
+    csv = write_tweets_csv(tmp_path / "tweets.csv")
+    cfg = training_config(tmp_path, ["backbone=tiny_bert", "task=tweets", f"task.path={csv}", "task.train_size=64",
+                                     "task.val_size=16", "task.test_size=16", "adapter=randlora", "adapter.rank=8"])
+    assert train(cfg)["status"] == "ok"
+    run = load_run(tmp_path / "run")
+    x = inputs("tiny_bert", run.backbone)
+    ours = logits("tiny_bert", run.backbone, x)
+    export_peft(run, tmp_path / "peft")
+    torch.testing.assert_close(peft_logits("tiny_bert", build_base(run.config), tmp_path / "peft", x), ours, **TOL)

@@ -109,7 +109,7 @@ class Part:
     """The pretrained model inside a backbone, as a user loads it elsewhere."""
 
     model: nn.Module           # transformers / timm / open_clip model
-    prefix: str                # its name inside our backbone, e.g. "model." ("" for CLIP's linear mode)
+    prefix: str | None         # its name inside our backbone, e.g. "model." (None: only `renames` map)
     library: str               # transformers | timm | open_clip
     head: nn.Module | None = None   # a head outside `model`, saved as head.safetensors
     head_prefix: str = ""
@@ -139,7 +139,8 @@ def pretrained_part(backbone: nn.Module, config: dict[str, Any], export: bool = 
         if backbone.head_mode == "prompts":
             return Part(backbone.clip, "clip.", "open_clip")
         model = full_clip(backbone, config) if export else backbone.visual
-        return Part(model, "", "open_clip", head=backbone.head, head_prefix="head.")
+        return Part(model, None, "open_clip", head=backbone.head, head_prefix="head.",
+                    renames={"visual.": "visual."})  # our backbone keeps the image tower only
     raise ValueError(f"backbone kind {kind!r} has no export format (supported: causal_lm, text, image, clip)")
 
 
@@ -158,7 +159,7 @@ def part_name(part: Part, name: str) -> str | None:
     for ours, theirs in part.renames.items():
         if name.startswith(ours):
             return theirs + name[len(ours):]
-    if name.startswith(part.prefix):
+    if part.prefix is not None and name.startswith(part.prefix):
         return name[len(part.prefix):]
     return None
 
@@ -168,6 +169,8 @@ def our_name(part: Part, name: str) -> str:
     for ours, theirs in part.renames.items():
         if (name + ".").startswith(theirs):
             return (ours + name[len(theirs):]).rstrip(".")
+    if part.prefix is None:
+        raise ValueError(f"module {name} lies outside what this backbone keeps ({', '.join(part.renames)})")
     return part.prefix + name
 
 
