@@ -8,6 +8,7 @@ Bad input ends with one line naming what is wrong and exit status 2; nothing hal
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,8 @@ def run(args: argparse.Namespace) -> str:
     from randlora.export.peft_export import check_method
 
     check_new_folder(args.out)
+    if (args.command == "import" or args.format == "peft") and importlib.util.find_spec("peft") is None:
+        raise ValueError("PEFT folders need the peft package: pip install peft (it is in the dev extra)")
     if args.command == "import":
         out = import_peft(args.peft_dir, import_config(args.overrides), args.out)
         return (f"Imported {args.peft_dir} -> {out / 'adapter.safetensors'}; score it with: python eval.py "
