@@ -52,7 +52,26 @@ def build_optimizer(model: nn.Module, optim: Mapping[str, Any]) -> torch.optim.O
     config = adapter_config(model)
     groups = param_groups(model, lr=optim["lr"], weight_decay=optim["weight_decay"],
                           lr_ratio=None if config is None else config.lr_ratio)
+    if optim.get("head_lr") is not None:
+        groups = split_head_group(model, groups, float(optim["head_lr"]), float(optim["weight_decay"]))
     return torch.optim.AdamW(groups, lr=optim["lr"], betas=tuple(optim["betas"]), eps=optim.get("eps", 1e-8))
+
+
+def split_head_group(model: nn.Module, groups: list[dict], head_lr: float, weight_decay: float) -> list[dict]:
+    """Move the backbone's fresh head (``model.head_prefixes``) into a group of its own at ``head_lr``, as the
+    authors' vision code trains its linear head at a fixed 1e-3 whatever the adapter's lr (``optim.head_lr``)."""
+    prefixes = tuple(getattr(model, "head_prefixes", None) or ())
+    if head_lr <= 0:
+        raise ValueError(f"optim.head_lr={head_lr} must be > 0, or null for the adapter's lr")
+    head = [p for name, p in model.named_parameters() if p.requires_grad and name.startswith(prefixes)] \
+        if prefixes else []
+    if not head:
+        raise ValueError("optim.head_lr is set but the backbone has no trainable head (head_prefixes "
+                         f"{list(prefixes)}); set optim.head_lr=null")
+    ids = {id(p) for p in head}
+    rest = [{**g, "params": [p for p in g["params"] if id(p) not in ids]} for g in groups]
+    return [g for g in rest if g["params"]] + [{"name": "head", "params": head, "lr": head_lr,
+                                               "weight_decay": weight_decay}]
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, optim: Mapping[str, Any], total_steps: int) -> LambdaLR:

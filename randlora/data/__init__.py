@@ -194,6 +194,7 @@ def _fewshot_build(cfg: Any, backbone: Any) -> TaskData:
         val_per_class=cfg_get(cfg, "val_per_class", 0),
         train_transform=getattr(backbone, "train_transform", None),
         eval_transform=getattr(backbone, "eval_transform", None),
+        fraction_sampling=cfg_get(cfg, "fraction_sampling", "per_class"),
     )
     info = _fewshot_info(cfg)
     return TaskData(splits["train"], splits["val"], splits["test"], info.num_classes, info.class_names,

@@ -18,7 +18,9 @@ Regimes (exactly one of):
 - ``shots=k``: k training images per class, drawn with ``random.Random(sample_seed)`` from the sorted listing
   (a class with fewer than k images contributes all of them). The sample is then repeated whole so one epoch has
   at least ``min_iterations * batch_size`` items (the paper: "at least 10 iterations" per epoch, batch 128).
-- ``fraction=f`` (0 < f <= 1): ``round(f * n_c)`` (at least 1) seeded images of each class c; f = 1 keeps all.
+- ``fraction=f`` (0 < f <= 1): ``round(f * n_c)`` (at least 1) seeded images of each class c
+  (``fraction_sampling=per_class``), or ``int(f * n)`` images of one seeded ``random_split`` of the whole set
+  (``random_split``, the authors'); f = 1 keeps all.
 Neither set means the full training split. Validation: the ``val/`` folder if present; otherwise, with
 ``val_per_class > 0``, that many seeded training images per class held out before sampling; otherwise the test
 split (the paper has no validation data and reports test accuracy after a fixed number of epochs, so with
@@ -146,6 +148,22 @@ def sample_fraction(labels: Sequence[int], fraction: float, seed: int) -> list[i
     return chosen
 
 
+FRACTION_SAMPLINGS = ("per_class", "random_split")
+
+
+def sample_fraction_random_split(num_samples: int, fraction: float, seed: int) -> list[int]:
+    """The authors' fraction (atlas's ``subsample``): ``torch.utils.data.random_split`` of the whole training
+    set into ``int(fraction · n)`` and the rest with ``torch.Generator().manual_seed(seed)``; the first part,
+    sorted. Classes are not balanced (a class may lose more or less than ``fraction`` of its images)."""
+    import torch
+
+    if fraction >= 1:
+        return list(range(num_samples))
+    keep = int(num_samples * fraction)
+    order = torch.randperm(num_samples, generator=torch.Generator().manual_seed(seed)).tolist()
+    return sorted(order[:keep])
+
+
 def hold_out(labels: Sequence[int], per_class: int, seed: int) -> tuple[list[int], list[int]]:
     """Split indices into (rest, held_out) with ``per_class`` seeded held-out samples of each class
     (classes keep at least one training sample)."""
@@ -160,12 +178,20 @@ def hold_out(labels: Sequence[int], per_class: int, seed: int) -> tuple[list[int
 
 
 def select_training_indices(labels: Sequence[int], shots: int | None, fraction: float | None, seed: int,
-                            min_length: int = 0) -> list[int]:
-    """The training indices of a regime (see module docstring), oversampled to ``min_length`` for shots."""
+                            min_length: int = 0, fraction_sampling: str = "per_class") -> list[int]:
+    """The training indices of a regime (see module docstring), oversampled to ``min_length`` for shots.
+
+    ``fraction_sampling``: ``per_class`` (round(f·n_c) of each class) or ``random_split`` (the authors': one
+    seeded random subset of int(f·n) images of the whole set)."""
     check_regime(shots, fraction)
+    if fraction_sampling not in FRACTION_SAMPLINGS:
+        raise ValueError(f"task.fraction_sampling={fraction_sampling!r}; allowed: {', '.join(FRACTION_SAMPLINGS)}")
     if shots is not None:
         return oversample(sample_shots(labels, shots, seed), min_length)
-    return sample_fraction(labels, fraction if fraction is not None else 1.0, seed)
+    fraction = fraction if fraction is not None else 1.0
+    if fraction_sampling == "random_split":
+        return sample_fraction_random_split(len(labels), fraction, seed)
+    return sample_fraction(labels, fraction, seed)
 
 
 # ----------------------------------------------------------------------------------------------- loading
@@ -266,7 +292,7 @@ def load_splits(name: str, root: str | os.PathLike | None = None, hub_id: str | 
                 shots: int | None = None, fraction: float | None = None, sample_seed: int = 0,
                 min_iterations: int = 10, batch_size: int = 128, val_per_class: int = 0,
                 train_transform: Transform | None = None,
-                eval_transform: Transform | None = None) -> dict[str, Dataset]:
+                eval_transform: Transform | None = None, fraction_sampling: str = "per_class") -> dict[str, Dataset]:
     """``{"train", "val", "test"}`` datasets of one dataset in one regime (see module docstring)."""
     check_regime(shots, fraction)
     if val_per_class < 0:
@@ -274,7 +300,7 @@ def load_splits(name: str, root: str | os.PathLike | None = None, hub_id: str | 
     hub_id = hub_id_for(name, hub_id)
     if hub_id is None and root is not None:
         return load_folder_splits(dataset_dir(root, name), shots, fraction, sample_seed, min_iterations,
-                                  batch_size, val_per_class, train_transform, eval_transform)
+                                  batch_size, val_per_class, train_transform, eval_transform, fraction_sampling)
     if hub_id is not None:
         train_data = load_hub_split(hub_id, "train")
         test = HubImageDataset(load_hub_split(hub_id, "test"), hub_id, eval_transform)
@@ -286,13 +312,13 @@ def load_splits(name: str, root: str | os.PathLike | None = None, hub_id: str | 
     else:
         raise ValueError("few-shot data needs task.root (an ImageFolder-style folder) or task.hub_id")
     return _regime_splits(labels, make, val_samples, test, shots, fraction, sample_seed, min_iterations,
-                          batch_size, val_per_class, train_transform, eval_transform)
+                          batch_size, val_per_class, train_transform, eval_transform, fraction_sampling)
 
 
 def load_folder_splits(folder: str | os.PathLike, shots: int | None = None, fraction: float | None = None,
                        sample_seed: int = 0, min_iterations: int = 10, batch_size: int = 128,
                        val_per_class: int = 0, train_transform: Transform | None = None,
-                       eval_transform: Transform | None = None) -> dict[str, Any]:
+                       eval_transform: Transform | None = None, fraction_sampling: str = "per_class") -> dict[str, Any]:
     """The splits of one ImageFolder dataset ``folder/{train,test[,val]}/<class>/*`` in one regime, plus
     ``"manifest"``: the hash of the file list scanned (``randlora.data.manifest``; equal to the hash in the
     ``manifest.json`` that ``prepare_data.py`` writes when the files are the same)."""
@@ -310,14 +336,15 @@ def load_folder_splits(folder: str | os.PathLike, shots: int | None = None, frac
         return ImageListDataset([train_samples[i] for i in indices], transform)
 
     splits = _regime_splits(labels, make, val_samples, ImageListDataset(test_samples, eval_transform), shots,
-                            fraction, sample_seed, min_iterations, batch_size, val_per_class, train_transform, eval_transform)
+                            fraction, sample_seed, min_iterations, batch_size, val_per_class, train_transform,
+                            eval_transform, fraction_sampling)
     return {**splits, "manifest": file_list_hash(entries)}
 
 
 def _regime_splits(labels: Sequence[int], make: Any, val_samples: Any, test: Dataset, shots: int | None,
                    fraction: float | None, sample_seed: int, min_iterations: int, batch_size: int,
                    val_per_class: int, train_transform: Transform | None,
-                   eval_transform: Transform | None) -> dict[str, Dataset]:
+                   eval_transform: Transform | None, fraction_sampling: str = "per_class") -> dict[str, Dataset]:
     """Validation (val folder / held-out train images / test) and the regime's training sample."""
     pool = list(range(len(labels)))
     val: Dataset
@@ -329,6 +356,7 @@ def _regime_splits(labels: Sequence[int], make: Any, val_samples: Any, test: Dat
     else:
         val = test
     pool_labels = [labels[i] for i in pool]
-    chosen = select_training_indices(pool_labels, shots, fraction, sample_seed, min_iterations * batch_size)
+    chosen = select_training_indices(pool_labels, shots, fraction, sample_seed, min_iterations * batch_size,
+                                     fraction_sampling)
     train = make([pool[i] for i in chosen], train_transform)
     return {"train": train, "val": val, "test": test}
