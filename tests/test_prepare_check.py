@@ -113,9 +113,9 @@ def test_vtab_and_commonsense_runs_record_what_they_read(tmp_path):
 def test_expected_table_is_consistent():
     """Per-class counts times classes give the split totals; every dataset of the benchmark has an entry."""
     from randlora.data.fewshot import DATASETS
+    from randlora.data.vtab import TASKS
 
-    assert set(expected.FEWSHOT) == set(DATASETS) and set(expected.VTAB_TEST) == set(__import__(
-        "randlora.data.vtab", fromlist=["TASKS"]).TASKS)
+    assert set(expected.FEWSHOT) == set(DATASETS) and set(expected.VTAB_TEST) == set(TASKS)
     for name, sizes in expected.FEWSHOT.items():
         for split, each in (sizes.per_class or {}).items():
             assert each * sizes.classes == sizes.splits()[split], (name, split)
