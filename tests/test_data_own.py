@@ -59,6 +59,10 @@ def test_text_csv_and_jsonl_with_named_columns(tmp_path):
         text.read_labelled(jsonl, "t", "y", class_names=["x", "y"])
     with pytest.raises(ValueError, match=r"missing column\(s\) \['label'\]"):
         text.read_labelled(jsonl, "t", "label")
+    numeric = tmp_path / "n.csv"
+    numeric.write_text("text,label\n" + "".join(f"t{i},{i}\n" for i in range(12)))
+    items, names = text.read_labelled(numeric)
+    assert names == [str(i) for i in range(12)] and items[10] == ("t10", 10)  # not sorted as strings
     splits, _ = text.load_splits(jsonl, "t", "y", test_size=2, val_size=1, split_seed=3)
     assert [len(splits[s]) for s in ("train", "val", "test")] == [4, 1, 2]
     with pytest.raises(ValueError, match="task text needs a test split"):

@@ -45,7 +45,8 @@ def _rows(path: Path, encoding: str) -> tuple[list[str], list[tuple[int, dict[st
         return list(reader.fieldnames or []), rows
 
 
-def _label_index(value: Any, class_names: Sequence[str] | None, lowercase: bool) -> int | str:
+def _label_value(value: Any, lowercase: bool) -> int | str:
+    """An integer label as is; anything else as a trimmed (optionally lower-cased) string."""
     if isinstance(value, bool):
         value = str(value).lower()
     if isinstance(value, int):
@@ -68,7 +69,9 @@ def read_labelled(path: str | os.PathLike, text_column: str = "text", label_colu
         raise ValueError(f"{path}: missing column(s) {missing}; found {columns}, expected "
                          f"'{text_column}' (task.text_column) and '{label_column}' (task.label_column)")
     raw = [(n, html.unescape(str(row.get(text_column) or "")).strip(),
-            _label_index(row.get(label_column), class_names, lowercase_labels)) for n, row in rows]
+            _label_value(row.get(label_column), lowercase_labels)) for n, row in rows]
+    if class_names is None and raw and all(isinstance(v, int) or v.isdigit() for _, _, v in raw):
+        raw = [(n, t, int(v)) for n, t, v in raw]  # "0".."10" of a CSV are indices, not strings to sort
     names = list(class_names) if class_names is not None else _distinct(raw)
     index = {name: i for i, name in enumerate(names)}
     first_label: dict[str, int] = {}

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..manifest import write_manifest
-from .download import DownloadError, Expected, fetch
+from .download import DownloadError, Expected, fetch, verify
 
 COMMIT = "816657208af4db747803f87ba40a4c71383fed7a"
 BASE_URL = f"https://raw.githubusercontent.com/AGI-Edgerunners/LLM-Adapters/{COMMIT}"
@@ -133,8 +133,6 @@ def check(root: str | Path, names: list[str] | None = None) -> list[str]:
             problems.append(f"commonsense: missing {path} (python scripts/prepare_data.py commonsense "
                             f"--root {root})")
             continue
-        from .download import verify
-
         mismatch = verify(path, pinned.expected)
         if mismatch is not None:
             problems.append(f"commonsense: {path}: {mismatch}")
