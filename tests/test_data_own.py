@@ -117,3 +117,24 @@ def test_three_own_data_tasks_train_two_steps(tmp_path):
                                               "adapter=lora", "adapter.rank=2"], run="ins"))
     assert result["status"] == "ok" and 0 <= result["metrics"]["test/acc"] <= 1
     assert result["data_manifest"] == files_hash([train_path, test_path])
+
+
+def test_text_from_a_hub_dataset_without_validation_split(monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    from randlora.data import own_tasks
+
+    features = datasets.Features({"sentence": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["neg", "pos"])})
+    splits = {s: datasets.Dataset.from_dict({"sentence": [f"{s} a", f"{s} b"], "label": [0, 1]}, features=features)
+              for s in ("train", "test")}
+
+    def load(hub_id, split, name=None):
+        if split not in splits:
+            raise RuntimeError(f"could not load hub dataset '{hub_id}' split '{split}'")
+        return splits[split]
+
+    monkeypatch.setattr(own_tasks, "load_hub_split", load)
+    cfg = {"name": "text", "path": None, "hub_id": "someone/reviews", "text_column": "sentence"}
+    assert task_info(cfg).class_names == ["neg", "pos"]
+    data = build_task_data(cfg)
+    assert data.train[1] == ("train b", 1) and data.val is data.test and data.extras["data_manifest"] is None
