@@ -349,7 +349,9 @@ def test_fig3_table_averages_datasets_and_shows_memory(runs):
     assert randlora[6] == "82.5 ± 0.5 (paper 84.4)"
     assert randlora[7] == "6.4 (paper 6.6)"  # 6600 MiB
     assert next(r for r in b32.rows if r[0] == "NoLA")[1] == "— (paper 58.4)"
-    assert any("Datasets averaged per cell: 2" in note for note in b32.footnotes)
+    assert any("Datasets averaged per cell: 1, 2" in note for note in b32.footnotes)  # the sparse row: dtd only
+    sparse = next(r for r in b32.rows if r[0] == "RandLoRA6 (sparse bases)")  # its own row, no paper number
+    assert sparse[1:] == ["99.0 (n=1)", "—", "—", "—", "—", "—", "0.5"]
     l14 = tables[1]
     randlora_l14 = next(r for r in l14.rows if r[0] == "RandLoRA8")
     assert randlora_l14[1:] == ["— (paper 78.3)", "—", "—", "— (paper 84.5)", "— (paper 88.5)", "— (paper 90.1)",

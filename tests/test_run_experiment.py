@@ -189,3 +189,28 @@ def test_fig3_command_runs_a_reduced_grid_end_to_end_offline_then_skips_it(tmp_p
     assert (tmp_path / "out" / "figures" / "test_acc_vs_regime.png").is_file()
     again = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0 and "3 cells, 3 already ok, running 0" in again.stdout
+
+
+def test_sparse_bases_cells_compare_the_three_bases_on_both_settings():
+    cells = experiment_cells("sparse_bases", {"dataset": ("dtd",), "regime": ("4",), "llm_backbone": ("llama3_8b",),
+                                              "train_set": ("170k",), "seed": ("0",)})
+    keys = sorted((k["task"], k["adapter"], k["basis"], k["rank"]) for k in (c.key_dict for c in cells))
+    assert keys == sorted([("fewshot", "randlora", b, "6") for b in ("dense", "sparse", "very_sparse")]
+                          + [("commonsense", "randlora", b, r) for b in ("dense", "sparse", "very_sparse")
+                             for r in ("60", "30")])
+    assert "python train.py experiment=fig3_clip/randlora backbone=clip_vitb32 adapter.basis=very_sparse " \
+           "task.shots=4 task.fraction=null task.dataset=dtd seed=0" in {c.command() for c in cells}
+    assert len(experiment_cells("sparse_bases")) == 3 * 22 * 6 * 3 + 3 * 2 * 3 * 2 * 3
+
+
+def test_table1_keeps_sparse_runs_as_their_own_rows(tmp_path):
+    llama = {"backbone": "llama3_8b", "task": "commonsense", "task_cfg": {"train_set": "170k"}}
+    for basis, acc in (("dense", 0.85), ("sparse", 0.84)):
+        write_result(tmp_path / "runs", f"{basis}-s0", adapter="randlora", rank=30, seed=0, metrics={"test/acc": acc},
+                     adapter_cfg={"basis": basis}, **llama)
+    cells = experiment_cells("sparse_bases", {"llm_backbone": ("llama3_8b",), "dataset": ("dtd",), "regime": ("1",)})
+    render("sparse_bases", cells, tmp_path / "runs", tmp_path / "out")
+    table = (tmp_path / "out" / "tables" / "sparse_bases.md").read_text()
+    assert "| LLaMA3-8B | 170k | — (paper 27.0) | — (paper 81.2) | — (paper 81.7) | — (paper 84.4) | — (paper 85.2) " \
+           "| — (paper 84.6) | 85.0 (n=1) (paper 85.6) |" in table
+    assert "| LLaMA3-8B | 170k, sparse bases | — | — | — | — | — | — | 84.0 (n=1) |" in table

@@ -2,7 +2,7 @@
 
 Our runs are matched to the paper's cells by network (:func:`network_label`), training set
 (:func:`train_set_label`), adapter, Table 1 budget (:func:`table1_budget`) and Figure 3 regime. The paper reports
-dense bases, so sparse-basis RandLoRA runs are left out. Where several configurations share a cell,
+dense bases; sparse-basis RandLoRA runs get their own rows (no paper number). Where several configurations share a cell,
 :func:`~randlora.reporting.summary.pick_best` chooses by the validation metric and a footnote says so; failed
 runs and unreadable result files that belong to a table are counted in its footnotes.
 """
@@ -125,10 +125,13 @@ class _Cells:
 
 
 def _labelled(summary: pd.DataFrame, aliases: Mapping[str, str] | None) -> pd.DataFrame:
-    """``summary`` without sparse-basis RandLoRA, with the paper's ``network`` and ``train_label``."""
-    dense = (summary["adapter"] != "randlora") | summary["basis"].map(norm_key).isin([None, "dense"])
-    return summary[dense].assign(network=[network_label(b, aliases) for b in summary.loc[dense, "backbone"]],
-                                 train_label=summary.loc[dense, "train_set"].map(train_set_label))
+    """``summary`` with the paper's ``network`` and ``train_label``, and ``sparse``: the basis of a RandLoRA run
+    with non-dense bases (``sparse``, ``very_sparse``), else None (the paper's dense cells)."""
+    basis = summary["basis"].map(norm_key)
+    sparse = [b if a == "randlora" and b not in (None, "dense") else None for a, b in zip(summary["adapter"], basis)]
+    return summary.assign(network=[network_label(b, aliases) for b in summary["backbone"]],
+                          train_label=summary["train_set"].map(train_set_label), sparse=pd.Series(
+                              sparse, index=summary.index, dtype=object))
 
 
 def table1_commonsense(summary: pd.DataFrame, reference: pd.DataFrame, runs: pd.DataFrame | None = None,
@@ -146,6 +149,7 @@ def table1_commonsense(summary: pd.DataFrame, reference: pd.DataFrame, runs: pd.
     cells = _Cells(metric, ref.assign(train_label=ref["train_set"].map(train_set_label)))
     row_keys = dict.fromkeys(zip(cells.reference["network"], cells.reference["train_label"].map(norm_key)))
     row_keys.update(dict.fromkeys(zip(ours["network"].map(norm_key), ours["train_label"].map(norm_key))))
+    sparse, ours = ours[ours["sparse"].notna()], ours[ours["sparse"].isna()]
     rows = []
     for network, train in row_keys:
         here = select_rows(ours, network=network, train_label=train)
@@ -157,11 +161,28 @@ def table1_commonsense(summary: pd.DataFrame, reference: pd.DataFrame, runs: pd.
             mine = mine[mine["budget_label"] == budget] if budget else mine
             paper = cells.paper(network=network, train_label=train, adapter=adapters[0], budget=budget or "")
             rows[-1].append(cells.cell(f"{network} {train} {header}", mine, paper, int(mine["n_failed"].sum())))
+        rows += _table1_sparse_rows(cells, select_rows(sparse, network=network, train_label=train), network, train)
     notes = [f"Ours: mean ± std over seeds of {metric} ({'%' if metric_scale(metric) == 100 else 'raw'}); "
              f"paper: PAPER.md §4 Table 1; {MISSING_CELL} = no completed run."]
+    notes += [f"Rows '<train>, <basis> bases': RandLoRA with sparse random bases (the paper's numbers are dense)."
+              ] if len(sparse) else []
     notes += cells.footnotes(runs, lambda r: "commonsense" in (r["task"] or ""))
     return Table("Table 1: commonsense reasoning, average accuracy over 8 tasks (%)",
                  ["network", "train"] + [h for h, _, _ in TABLE1_COLUMNS], rows, notes, label_columns=2)
+
+
+def _table1_sparse_rows(cells: _Cells, sparse: pd.DataFrame, network: str, train: str | None) -> list[list[str]]:
+    """One Table 1 row per non-dense basis of ``sparse`` (RandLoRA runs): the RandLoRA columns only."""
+    rows = []
+    for basis in sorted(set(sparse["sparse"])):
+        mine_basis = sparse[sparse["sparse"] == basis]
+        row = [network, f"{train or MISSING_CELL}, {basis} bases"]
+        for header, adapters, budget in TABLE1_COLUMNS:
+            mine = mine_basis[mine_basis["adapter"].isin(adapters) & (mine_basis["budget_label"] == budget)]
+            row.append(cells.cell(f"{network} {train} {header} {basis}", mine, None, int(mine["n_failed"].sum()))
+                       if "randlora" in adapters else MISSING_CELL)
+        rows.append(row)
+    return rows
 
 
 def fig3_clip(summary: pd.DataFrame, reference: pd.DataFrame, runs: pd.DataFrame | None = None,
@@ -175,7 +196,10 @@ def fig3_clip(summary: pd.DataFrame, reference: pd.DataFrame, runs: pd.DataFrame
     ours = _labelled(summary, aliases)
     ours = ours[(ours["network"].isin(FIG3_NETWORKS) | ours["backbone"].fillna("").str.contains("clip"))
                 & ours["regime"].notna()]
-    failed = ours.groupby(["network", "adapter", "regime"])["n_failed"].sum()
+    failed: dict[tuple, int] = {}  # (network, adapter, sparse basis or None, regime) -> failed runs
+    for run in ours.to_dict("records"):
+        key = (run["network"], run["adapter"], run["sparse"], run["regime"])
+        failed[key] = failed.get(key, 0) + int(run["n_failed"])
     averaged = average_over(ours, "dataset", [metric, "peak_memory_mb"])
     tables = []
     for network in FIG3_NETWORKS + sorted(set(averaged["network"]) - set(FIG3_NETWORKS)):
@@ -187,14 +211,17 @@ def fig3_clip(summary: pd.DataFrame, reference: pd.DataFrame, runs: pd.DataFrame
         for adapter in FIG3_ADAPTERS:
             ranks = [rank for rank in select_rows(cells.reference, adapter=adapter)["rank"] if rank]
             label = ADAPTER_LABELS[adapter] + (ranks[0] if ranks and adapter != "nola" else "")
-            mine = mine_net[mine_net["adapter"] == adapter]
-            row = [label]
-            for regime in REGIME_ORDER:
-                paper = cells.paper(adapter=adapter, regime=regime, metric="acc")
-                n_failed = int(failed.get((network, adapter, regime), 0))
-                row.append(cells.cell(f"{label} {regime}", mine[mine["regime"] == regime], paper, n_failed))
-            memory = mine["peak_memory_mb:mean"].max() / 1024 if len(mine) else None
-            rows.append(row + [format_cell(memory, paper=cells.paper(adapter=adapter, metric="peak_memory"))])
+            bases = [None] + sorted(set(mine_net.loc[mine_net["adapter"] == adapter, "sparse"].dropna()))
+            for basis in bases:  # the paper's dense row, then one row per sparse basis we ran (no paper number)
+                mine = select_rows(mine_net, adapter=adapter, sparse=basis)
+                row = [label if basis is None else f"{label} ({basis} bases)"]
+                for regime in REGIME_ORDER:
+                    paper = cells.paper(adapter=adapter, regime=regime, metric="acc") if basis is None else None
+                    n_failed = failed.get((network, adapter, basis, regime), 0)
+                    row.append(cells.cell(f"{row[0]} {regime}", mine[mine["regime"] == regime], paper, n_failed))
+                memory = mine["peak_memory_mb:mean"].max() / 1024 if len(mine) else None
+                paper_memory = cells.paper(adapter=adapter, metric="peak_memory") if basis is None else None
+                rows.append(row + [format_cell(memory, paper=paper_memory)])
         notes = [f"Ours: mean over datasets of the seed means of {metric}, ± the propagated seed std; memory: "
                  f"peak training memory (GB); paper: PAPER.md §4 Figure 3; {MISSING_CELL} = no completed run."]
         if len(mine_net):
@@ -216,6 +243,7 @@ def fig1_points(summary: pd.DataFrame, reference: pd.DataFrame, metric: str = "t
     """
     points = reference[(reference["metric"] == "acc") & (reference["trainable_params"].fillna("") != "")]
     ours = _labelled(summary, aliases)
+    ours = ours[ours["sparse"].isna()]
     if len(ours) and f"{metric}:mean" in ours.columns:
         ours = ours[ours[f"{metric}:mean"].notna() & (ours["trainable:mean"] > 0)]
         if ours["dataset"].notna().any():
