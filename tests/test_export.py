@@ -243,3 +243,34 @@ def test_a_trained_run_folder_exports(tmp_path):
     ours = logits("tiny_bert", run.backbone, x)
     export_peft(run, tmp_path / "peft")
     torch.testing.assert_close(peft_logits("tiny_bert", build_base(run.config), tmp_path / "peft", x), ours, **TOL)
+
+
+def test_stored_bases_travel_with_the_adapter_file_and_are_checked(tmp_path):
+    """Bases no seed regenerates are saved in the adapter file; an edited stored basis fails the checksum."""
+    from safetensors.torch import save_file
+    from torch import nn
+
+    from randlora.adapters import basis_checksum, inject, save_adapter
+    from randlora.adapters.save import read_adapter_metadata, shared_bases
+
+    def model():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(6, 10), nn.Tanh(), nn.Linear(10, 4))
+
+    adapted = model()
+    inject(adapted, dict(name="randlora", rank=2, targets=["0", "2"]))
+    bases = shared_bases(adapted)
+    bases.replace({name: torch.randn(b.shape) for name, b in bases.named_buffers(recurse=False)})
+    with torch.no_grad():
+        adapted[0].randlora_lambda.normal_()
+    path = save_adapter(adapted, tmp_path / "a.safetensors")
+    x = torch.randn(3, 6)
+    fresh = model()
+    load_adapter(fresh, path)
+    assert basis_checksum(fresh) == basis_checksum(adapted)
+    torch.testing.assert_close(fresh(x), adapted(x))
+    tensors = load_file(str(path))
+    tensors["bases.A"] = tensors["bases.A"] + 1
+    save_file(tensors, str(tmp_path / "edited.safetensors"), metadata=read_adapter_metadata(path))
+    with pytest.raises(ValueError, match="checksum"):
+        load_adapter(model(), tmp_path / "edited.safetensors")
