@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO)) if str(REPO) not in sys.path else None
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

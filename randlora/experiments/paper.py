@@ -155,7 +155,8 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
                _rank_curve("fig1_clip")),
     Experiment("fig1_dinov2", "Figure 1 (left): DINOv2 accuracy vs trainable parameters",
                {"backbone": ("dinov2_vitb14",), "adapter": ("lora", "randlora"),
-                "lora_rank": ("1", "2", "4", "8", "16", "32"), "randlora_rank": ("128", "64", "32", "16", "8"),  # the plot's
+                "lora_rank": ("1", "2", "4", "8", "16", "32"),        # the plot's six LoRA and five RandLoRA points
+                "randlora_rank": ("128", "64", "32", "16", "8"),
                 "dataset": FIG1_DATASETS, "seed": SEEDS}, _rank_curve("fig1_dinov2")),
     Experiment("fig1_llama", "Figure 1 (right): LLaMA3-8B accuracy vs trainable parameters",
                {"backbone": ("llama3_8b",), "adapter": FIG1_LLAMA_VARIANTS, "train_set": ("170k",), "seed": SEEDS},
@@ -166,7 +167,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
     Experiment("vtab", "VTAB-1k (not in the paper)",
                {"backbone": ("dinov2_vitb14",), "adapter": ("full", "lora", "vera", "nola", "randlora"),
                 "dataset": tuple(VTAB_TASKS), "seed": SEEDS}, _vtab),
-    Experiment("sparse_bases", "Sparse bases: dense vs sparse vs very sparse RandLoRA (Figure 3 and Table 1 settings)",
+    Experiment("sparse_bases", "Sparse bases: dense vs sparse vs very sparse RandLoRA (Figure 3, Table 1 settings)",
                {"clip_backbone": ("clip_vitb32",), "dataset": FIG3_DATASETS, "regime": REGIMES,
                 "llm_backbone": LLM_BACKBONES, "llm_adapter": ("randlora_efficient", "randlora_performant"),
                 "train_set": TRAIN_SETS, "basis": BASES, "seed": SEEDS}, _sparse_bases),
