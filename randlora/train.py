@@ -1,11 +1,14 @@
 """Training: a composed config in, one ``result.json`` out.
 
-    validate -> [resume plan] -> seed -> backbone -> inject adapter -> data -> LightningModule
-             -> [check checkpoint] -> fit -> test -> result.json
+    check (config rules, names, files) -> [resume plan] -> seed -> backbone -> inject adapter -> data
+             -> LightningModule -> [check checkpoint] -> fit -> test -> result.json
 
-:func:`train` does it for a config (tests call it directly); :func:`main` is the Hydra entry point behind
-``python train.py`` and the ``randlora-train`` console script. Any exception is recorded as a failed
-result before it propagates (:func:`randlora.run.task_wrapper.task_wrapper`). ``resume=true`` or
+:func:`train` does it for a config (tests call it directly); :func:`main` is the entry point behind
+``python train.py`` and the ``randlora-train`` console script. :func:`check_run` runs once, before anything is
+built and before any run folder or record exists (in a single ``python train.py``, Hydra's callback
+:class:`randlora.run.preflight.CheckBeforeRunFolder` runs it before Hydra makes the folder). After the check,
+any exception is recorded as a failed result before it propagates
+(:func:`randlora.run.task_wrapper.task_wrapper`). ``resume=true`` or
 ``resume=<path>`` continues an interrupted run from its last checkpoint (:mod:`randlora.run.resume`).
 """
 from __future__ import annotations
@@ -182,9 +185,30 @@ def build_run(cfg: DictConfig) -> Run:
     return Run(backbone, data, loaders, build_module(cfg, backbone, data, loaders.test_names))
 
 
+def check_run(cfg: DictConfig) -> None:
+    """Every check that needs no model and no run folder: the config rules (first broken one), then every
+    problem with names, files and folders, reported together in one message."""
+    from randlora.data.checks import input_problems
+
+    validate_config(cfg)
+    problems = input_problems(cfg.task, cfg.backbone)
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
+    if problems:
+        raise ConfigError(f"{len(problems)} problems, found before loading any model: "
+                          + "; ".join(f"({n}) {p}" for n, p in enumerate(problems, 1)))
+
+
+def train(cfg: DictConfig) -> dict:
+    """Check ``cfg`` (nothing written when it fails), then train, test and record one run (:func:`run_training`)."""
+    check_run(cfg)
+    return run_training(cfg)
+
+
 @task_wrapper
-def train(cfg: DictConfig, info: RunInfo) -> dict:
-    """Train and test one configuration; write and return its result (the ``result.json`` dict)."""
+def run_training(cfg: DictConfig, info: RunInfo, check: bool = False) -> dict:
+    """Train and test one configuration; write and return its result (the ``result.json`` dict). ``check``:
+    run :func:`check_run` first, a failure recorded like any other (a sweep job, which has its folder already)."""
     import lightning.pytorch as pl
 
     from randlora.adapters import basis_checksum, count_parameters, save_adapter
@@ -197,7 +221,8 @@ def train(cfg: DictConfig, info: RunInfo) -> dict:
 
     tidy_lightning_logging()
     reset_peak_memory()  # this run's peak, not an earlier job's in the same sweep worker
-    validate_config(cfg)  # the one check of the config: its rules and the adapter/backbone libraries'
+    if check:
+        check_run(cfg)
     if cfg.adapter.name == "none":  # zero-shot evaluation through the same evaluators, nothing trained
         from randlora.zero_shot import evaluate_zero_shot
 
@@ -262,14 +287,27 @@ def _objective(cfg: DictConfig, result: dict) -> float | None:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIGS_DIR), config_name="train")
-def main(cfg: DictConfig) -> float | None:
-    """``python train.py [overrides]``: train one config (or each job of a ``-m`` sweep)."""
-    from randlora.utils.cli_errors import exit_on_user_error
+def hydra_main(cfg: DictConfig) -> float | None:
+    """Train one config (or each job of a ``-m`` sweep). A single run was checked by Hydra's callback
+    (configs/train.yaml: ``hydra.callbacks.check_run``) before its folder was made; a sweep job checks here."""
+    from randlora.utils.cli_errors import exit_on_user_error, in_single_run
 
     with exit_on_user_error(log):  # bad input: one clear line and exit status 2, no traceback
-        result = train(cfg)
+        result = run_training(cfg, check=not in_single_run())
     return _objective(cfg, result)
 
+
+def main() -> float | None:
+    """``python train.py [overrides]``: unknown group options (``adapter=nonexistent``, ``local=nothere``) are
+    refused in one line before Hydra composes anything; then :func:`hydra_main`."""
+    from randlora.utils.cli_errors import refuse_unknown_options
+
+    refuse_unknown_options(TRAIN_GROUPS)
+    return hydra_main()
+
+
+TRAIN_GROUPS = ("backbone", "adapter", "task", "optim", "trainer", "logger", "callbacks", "paths", "experiment",
+                "sweep", "debug", "local")
 
 if __name__ == "__main__":
     main()

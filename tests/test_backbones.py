@@ -220,11 +220,17 @@ def test_clip_transforms_and_local_checkpoint(tmp_path):
         torch.testing.assert_close(loaded(images), source(images))
 
 
-def test_hub_models_fail_offline_with_advice_to_set_path():
-    with pytest.raises(RuntimeError, match="backbone.path"):
-        backbone("clip_vitb32")  # the download is attempted (and refused offline) before anything is built
-    with pytest.raises(OSError, match="(?s)Qwen/Qwen2-0.5B-Instruct.*backbone.path"):
-        backbone("qwen2_0_5b")
+def test_hub_models_fail_offline_in_one_line_with_backbone_path_as_the_way_out():
+    from randlora.backbones.base import WeightsUnavailable
+
+    for name, model in (("clip_vitb32", "ViT-B-32"), ("dinov2_vitb14", "dinov2"), ("qwen2_0_5b", "Qwen2-0.5B"),
+                        ("llama3_8b", "Meta-Llama-3")):
+        with pytest.raises(WeightsUnavailable) as caught:
+            backbone(name)  # the download is attempted (and refused offline) before anything is built
+        message = str(caught.value)
+        assert "\n" not in message and len(message) < 400 and model in message, message
+        assert "backbone.path=" in message and ("unreachable" in message or "gated" in message)
+        assert ("HF_TOKEN" in message) == (name == "llama3_8b"), message
 
 
 def test_clip_errors_name_the_bad_value():

@@ -87,6 +87,7 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(tmp_path):
     _assert_same_metrics(result, reference)
     assert not (run_dir / CHECKPOINT_DIR).exists()  # deleted once the ok result was written (keep_last: false)
     assert "continuing the interrupted run" in (run_dir / "train.log").read_text()
+    _assert_each_step_and_epoch_logged_once(run_dir, epochs=12, steps=12 * 4 // 10)  # log_every_n_steps 10
 
 
 def test_interrupted_run_resumes_in_its_folder_to_the_uninterrupted_result(tmp_path, stop_at_epoch):
@@ -112,6 +113,21 @@ def test_interrupted_run_resumes_in_its_folder_to_the_uninterrupted_result(tmp_p
     assert written["status"] == "ok" and written["metrics"] == result["metrics"]
     assert result["status"] == "ok" and result["resumed_from"] == str(run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT)
     _assert_same_metrics(result, reference)
+    _assert_each_step_and_epoch_logged_once(run_dir, epochs=4, steps=4 * 4)
+
+
+def _assert_each_step_and_epoch_logged_once(run_dir: Path, epochs: int, steps: int) -> None:
+    """metrics.csv of a resumed run: every training step and every epoch's validation exactly once."""
+    import csv
+
+    with open(run_dir / "csv" / "metrics.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    validation = [int(float(r["epoch"])) for r in rows if r.get("val/loss")]
+    training = [int(float(r["step"])) for r in rows if r.get("train/loss")]
+    rates = [int(float(r["step"])) for r in rows if r.get("lr-AdamW/decay")]
+    assert validation == list(range(epochs)), validation
+    assert sorted(training) == sorted(set(training)) and len(training) == steps, training
+    assert sorted(rates) == sorted(set(rates)) and len(rates) == steps, rates
 
 
 def read_results_in(run_dir: Path) -> dict:

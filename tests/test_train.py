@@ -162,20 +162,33 @@ def test_same_seed_gives_identical_metrics(tmp_path, tweets_csv):
     assert runs[0]["metrics"] == runs[1]["metrics"]
 
 
-def test_failed_run_is_recorded_and_reraised(tmp_path):
+def test_config_error_is_raised_before_anything_is_written(tmp_path):
+    """A config the checks refuse leaves no run folder and no record (it would read as a failed run)."""
     cfg = training_config(tmp_path, ["adapter.rank=-3"])
     with pytest.raises(ConfigError, match="adapter.rank"):
         train(cfg)
+    assert not (tmp_path / "run").exists()
+
+
+def test_failed_run_is_recorded_and_reraised(tmp_path):
+    """A run that passed the checks and then failed is recorded (here: a sweep job checking its own config)."""
+    from randlora.train import run_training
+
+    cfg = training_config(tmp_path, ["adapter.rank=-3"])
+    with pytest.raises(ConfigError, match="adapter.rank"):
+        run_training(cfg, check=True)
     saved = _result(tmp_path / "run")
     assert saved["status"] == "failed" and "adapter.rank=-3" in saved["error"] and saved["metrics"] == {}
     assert saved["task"] == "tweets" and saved["adapter"] == "randlora"
 
 
 def test_error_inside_training_is_recorded(tmp_path, tweets_csv):
-    cfg = training_config(tmp_path, [*_tweets(tweets_csv), "task.path=/nonexistent/tweets.csv"])
-    with pytest.raises(FileNotFoundError):
+    broken = tmp_path / "broken.csv"
+    broken.write_text("mood,text\nhappy,a tweet\n", encoding="latin-1")  # exists, but not the tweet CSV format
+    cfg = training_config(tmp_path, [*_tweets(tweets_csv), f"task.path={broken}"])
+    with pytest.raises(ValueError):
         train(cfg)
-    assert "nonexistent" in _result(tmp_path / "run")["error"]
+    assert "broken.csv" in _result(tmp_path / "run")["error"]
 
 
 def test_image_classification_with_a_generated_image_folder(tmp_path):

@@ -16,6 +16,24 @@ from torch import nn
 from torchvision import transforms as T
 
 KINDS = ("image", "clip", "text", "causal_lm", "regression")
+_GATED_HINTS = ("gated", "401", "403", "restricted", "access to model")
+
+
+class WeightsUnavailable(FileNotFoundError):
+    """Pretrained weights that are neither cached nor downloadable: one line with the way out (``backbone.path=``).
+
+    The underlying hub error stays attached as ``__cause__`` (shown with ``HYDRA_FULL_ERROR=1``).
+    """
+
+    def __init__(self, model: str, error: BaseException) -> None:
+        text = str(error).lower()
+        if any(hint in text for hint in _GATED_HINTS) or "meta-llama/" in model:
+            reason = ("the hub is unreachable or refused access, and the model is gated: accept its licence on "
+                      "the hub and set HF_TOKEN")
+        else:
+            reason = "they are not in the local cache and the hub is unreachable (offline, or no network)"
+        super().__init__(f"pretrained weights of {model} could not be loaded: {reason}; "
+                         "or set backbone.path=<a local copy> (see docs/USAGE.md, 'Weights without hub access')")
 
 
 class Backbone(nn.Module):

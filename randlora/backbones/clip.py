@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Backbone, cast_floating, exact_names, image_transforms
+from .base import Backbone, WeightsUnavailable, cast_floating, exact_names, image_transforms
 from .config import BackboneConfig, ClassInfo
 from .stand_ins import TINY_CLIP
 
@@ -230,10 +230,7 @@ def create_open_clip(cfg: BackboneConfig):
         )
     except RuntimeError as err:
         if path is None and source is not None:
-            raise RuntimeError(
-                f"could not load open_clip weights {name!r}/{tag!r} ({err}); without hub access set "
-                "backbone.path to a local checkpoint file"
-            ) from err
+            raise WeightsUnavailable(f"open_clip {name!r} (tag {tag!r})", err) from err
         raise
     tokenizer = open_clip.get_tokenizer(name, context_length=model.context_length)
     pp = {**open_clip.get_model_preprocess_cfg(model), **{k: tag_cfg[k] for k in ("mean", "std") if k in tag_cfg}}

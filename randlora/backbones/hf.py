@@ -6,6 +6,7 @@ from typing import Any, Callable
 
 import torch
 
+from .base import WeightsUnavailable
 from .config import BackboneConfig
 
 MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -54,10 +55,10 @@ def load(loader: Callable[..., Any], source: str, **kwargs: Any) -> Any:
     try:
         return loader(source, **kwargs)
     except OSError as err:
-        raise OSError(
-            f"could not load {source!r} ({err}). Without hub access, "
-            "download it elsewhere (save_pretrained) and set backbone.path to that folder"
-        ) from err
+        if Path(source).exists():  # a local folder that does not hold what from_pretrained needs
+            raise OSError(f"could not load {source!r} ({err}); backbone.path must be a save_pretrained folder") \
+                from err
+        raise WeightsUnavailable(f"{source!r}", err) from err
 
 
 def enable_checkpointing(model: Any) -> None:

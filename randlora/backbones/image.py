@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .base import Backbone, cast_floating, image_transforms
+from .base import Backbone, WeightsUnavailable, cast_floating, image_transforms
 from .config import BackboneConfig, ClassInfo
 from .stand_ins import TINY_VIT
 
@@ -91,10 +91,7 @@ def create_timm_encoder(cfg: BackboneConfig) -> nn.Module:
         return timm.create_model(name, pretrained=pretrained, num_classes=0, **kwargs)
     except Exception as err:  # hub errors differ between huggingface_hub versions
         if pretrained and cfg.path is None:
-            raise RuntimeError(
-                f"could not load pretrained timm weights for {name!r} ({err}); without hub access set "
-                "backbone.path to a local checkpoint file"
-            ) from err
+            raise WeightsUnavailable(f"timm {name!r}", err) from err
         raise
 
 

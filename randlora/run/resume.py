@@ -42,8 +42,8 @@ Where the resumed run lives: in the interrupted run's own folder, when the check
 replaces the interrupted one, so the run counts once in the aggregate tables (a folder without a result is
 listed there as incomplete) and its adapter, metrics.csv and train.log stay together. Hydra has already
 made a new folder for this process by then; :func:`continue_in` moves the log file to the old folder and
-deletes the new one, which holds nothing but Hydra's ``.hydra/`` and the log; the CSV logger's
-``metrics.csv`` of the interrupted part is kept as ``metrics.before_resume.csv``. A checkpoint from elsewhere,
+deletes the new one, which holds nothing but Hydra's ``.hydra/`` and the log; ``metrics.csv`` is continued
+(:mod:`randlora.run.loggers`: each step and epoch once). A checkpoint from elsewhere,
 or from a run of another config (``resume=<path>`` only: e.g. more epochs), continues in the new folder.
 Either way the result records ``resumed_from``.
 
@@ -203,6 +203,8 @@ class ResumeCheckpoint(pl.Callback):
             self._pending_rng = None
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for logger in trainer.loggers:  # the rows up to this checkpoint reach the disk before it does
+            logger.save()
         self.dirpath.mkdir(parents=True, exist_ok=True)
         temporary = self.dirpath / f".{LAST_CHECKPOINT}.tmp"
         self._saving = True
@@ -380,15 +382,6 @@ def _move_log_files(old: Path, new: Path) -> None:
         handler.close()
 
 
-def _set_aside_csv_metrics(run_dir: Path) -> None:
-    """Rename each ``metrics.csv`` to ``metrics.before_resume[.N].csv``: Lightning's CSV logger deletes it."""
-    for path in sorted(run_dir.rglob("metrics.csv")):
-        target, number = path.with_name("metrics.before_resume.csv"), 1
-        while target.exists():
-            target, number = path.with_name(f"metrics.before_resume.{number}.csv"), number + 1
-        path.rename(target)
-
-
 def _remove_if_only_hydra_files(folder: Path) -> None:
     """Delete ``folder`` if it holds nothing but Hydra's ``.hydra/`` and ``*.log`` files."""
     if not folder.is_dir():
@@ -409,6 +402,5 @@ def continue_in(cfg: DictConfig, info: RunInfo, run_dir: Path) -> None:
         cfg.paths.output_dir = str(run_dir)
     info.run_dir = run_dir
     _move_log_files(new_dir, run_dir)
-    _set_aside_csv_metrics(run_dir)
     _remove_if_only_hydra_files(new_dir)
     log.info("continuing the interrupted run in %s", run_dir)

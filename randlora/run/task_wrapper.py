@@ -46,18 +46,19 @@ def describe_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {message}" if message else type(error).__name__
 
 
-def task_wrapper(task: Callable[[DictConfig, RunInfo], dict]) -> Callable[[DictConfig], dict]:
-    """Give ``task`` a :class:`RunInfo`; on any exception write a failed result, then re-raise."""
+def task_wrapper(task: Callable[..., dict]) -> Callable[..., dict]:
+    """Give ``task`` a :class:`RunInfo`; on any exception write a failed result, then re-raise. Keyword
+    arguments pass through: ``wrapped(cfg, **kwargs)`` calls ``task(cfg, info, **kwargs)``."""
 
     @functools.wraps(task)
-    def wrapped(cfg: DictConfig) -> dict:
+    def wrapped(cfg: DictConfig, **kwargs) -> dict:
         from randlora.run.results import build_result, write_result
 
         from randlora.utils.cli_errors import in_single_run
 
         run = RunInfo(run_dir=Path(str(cfg.paths.output_dir)))  # the task may move it (a resumed run)
         try:
-            return task(cfg, run)
+            return task(cfg, run, **kwargs)
         except BaseException as error:
             try:
                 result = build_result(cfg, run_id=run.run_id, started=run.started, status="failed",

@@ -16,6 +16,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from omegaconf.errors import OmegaConfBaseException
 
@@ -73,4 +74,42 @@ def exit_on_user_error(logger: logging.Logger) -> Iterator[None]:
         if full_error_requested() or not in_single_run():
             raise
         logger.error(one_line_message(error))
+        sys.exit(EXIT_USER_ERROR)
+
+
+def group_options(group: str, configs_dir: Path) -> list[str]:
+    """The options of a config group: ``configs/<group>/**/<name>.yaml`` as ``name`` (``fig3_clip/randlora``)."""
+    folder = configs_dir / group
+    return sorted(p.relative_to(folder).with_suffix("").as_posix() for p in folder.rglob("*.yaml"))
+
+
+def unknown_option_message(argv: list[str], groups: tuple[str, ...], configs_dir: Path) -> str | None:
+    """The one-line error for the first ``group=option`` in ``argv`` whose config file does not exist, or None.
+
+    Hydra reports such an option only after its search-path listing (and ignores an unknown ``optional`` one,
+    e.g. ``local=``). Sweep lists (``adapter=lora,randlora``) are checked item by item; sweep functions
+    (``choice(...)``), ``null`` and deletions (``~group``) are left to Hydra.
+    """
+    for argument in argv:
+        key, sep, value = argument.partition("=")
+        group = key.lstrip("+").split("@")[0]
+        if not sep or argument.startswith(("-", "~")) or group not in groups or "(" in value or value in ("", "null"):
+            continue
+        for option in value.split(","):
+            if not (configs_dir / group / f"{option}.yaml").is_file():
+                options = group_options(group, configs_dir)
+                where = f"configs/{group}/<name>.yaml"
+                choices = f"choose one of {', '.join(options)}" if options else f"none exist yet (add {where})"
+                return f"{group}={option}: there is no {where} named {option!r}; {choices}"
+    return None
+
+
+def refuse_unknown_options(groups: tuple[str, ...], argv: list[str] | None = None,
+                           configs_dir: Path | None = None) -> None:
+    """Exit with one line (status 2) when the command line names a config-group option that does not exist."""
+    from randlora.utils.config import CONFIGS_DIR
+
+    message = unknown_option_message(sys.argv[1:] if argv is None else argv, groups, configs_dir or CONFIGS_DIR)
+    if message is not None and not full_error_requested():
+        print(f"Invalid config: {message}", file=sys.stderr, flush=True)
         sys.exit(EXIT_USER_ERROR)

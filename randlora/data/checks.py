@@ -1,0 +1,89 @@
+"""What a run's data and network settings need, checked without loading anything: names, files and folders.
+
+:func:`input_problems` returns every problem it finds (an empty list when there is none), so the training entry
+point can report them together in one message before any model is loaded or any run folder is made. Each
+problem names the key, the bad value and what would be right. The loaders check the same things again when
+they run (and more: file contents); this is the cheap first pass.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from . import commonsense, fewshot, tweets, vtab
+from .common import as_list, cfg_get
+
+# Tasks that only make sense with one kind of network: task name -> (backbone family, the option to pick).
+TASK_BACKBONES = {"synthetic_fullrank": ("synthetic", "backbone=synthetic_mlp")}
+# The datasets of tasks that need ``task.dataset``.
+TASK_DATASETS = {"fewshot": list(fewshot.DATASETS), "vtab": list(vtab.TASKS)}
+
+
+def _dataset_problems(task: str, task_cfg: Any) -> list[str]:
+    names = TASK_DATASETS[task]
+    dataset = cfg_get(task_cfg, "dataset", None)
+    if dataset is None:
+        return [f"task.dataset is missing: task={task} needs one of its {len(names)} datasets "
+                f"({', '.join(names)}), e.g. task.dataset={names[0]}"]
+    try:
+        (fewshot.get_dataset if task == "fewshot" else vtab.get_task)(str(dataset))
+    except ValueError:
+        return [f"task.dataset={dataset!r} is not a {task} dataset: choose one of {', '.join(names)}"]
+    if cfg_get(task_cfg, "hub_id", None) is not None:
+        return []
+    root = cfg_get(task_cfg, "root", None)
+    if root is None:
+        return [f"task.root is null and task.hub_id is null: task={task} needs one of them"]
+    try:
+        if task == "fewshot":
+            fewshot.dataset_dir(root, str(dataset))
+        else:
+            vtab.task_dir(root, str(dataset))
+    except FileNotFoundError as error:
+        return [f"task.root={str(root)!r}: {error}"]
+    return []
+
+
+def _file_problems(task: str, task_cfg: Any) -> list[str]:
+    problems = []
+    if task == "tweets":
+        path = cfg_get(task_cfg, "path", None)
+        if path is not None and not Path(path).is_file():
+            problems.append(f"task.path={str(path)!r}: no such file (a tweet CSV with columns "
+                            f"{', '.join(tweets.COLUMNS)}; null uses the bundled corpus)")
+    if task == "commonsense":
+        train_path, test_root = cfg_get(task_cfg, "train_path", None), cfg_get(task_cfg, "test_root", None)
+        if train_path is not None and not Path(train_path).is_file():
+            problems.append(f"task.train_path={str(train_path)!r}: no such file (commonsense_15k.json or "
+                            "commonsense_170k.json of LLM-Adapters)")
+        if test_root is not None and not Path(test_root).is_dir():
+            problems.append(f"task.test_root={str(test_root)!r}: no such folder (<task>/test.json per task)")
+        unknown = [t for t in as_list(cfg_get(task_cfg, "tasks", None)) or [] if t not in commonsense.TASKS]
+        if unknown:
+            problems.append(f"task.tasks={unknown} are not commonsense tasks: choose from "
+                            f"{', '.join(commonsense.TASKS)}")
+    return problems
+
+
+def _backbone_problems(task: str, backbone_cfg: Any) -> list[str]:
+    family = cfg_get(backbone_cfg, "family", None)
+    needed = TASK_BACKBONES.get(task)
+    if needed is not None and family != needed[0]:
+        return [f"task={task} needs its own network: add {needed[1]} (or use experiment=offline_synthetic); "
+                f"backbone.family={family!r} cannot be trained on it"]
+    owners = [name for name, (kind, _) in TASK_BACKBONES.items() if kind == family]
+    if needed is None and owners:
+        return [f"backbone.family={family!r} is the network of task={owners[0]} only; got task={task}"]
+    path = cfg_get(backbone_cfg, "path", None)
+    if path is not None and not Path(str(path)).expanduser().exists():
+        return [f"backbone.path={str(path)!r}: no such file or folder (a local copy of the weights)"]
+    return []
+
+
+def input_problems(task_cfg: Any, backbone_cfg: Any) -> list[str]:
+    """Every problem with the task's names, files and folders and with the network chosen for it."""
+    task = cfg_get(task_cfg, "name", None)
+    problems = _backbone_problems(task, backbone_cfg)
+    if task in TASK_DATASETS:
+        problems += _dataset_problems(task, task_cfg)
+    return problems + _file_problems(task, task_cfg)
