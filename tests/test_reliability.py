@@ -139,6 +139,17 @@ def _table(data: Path, trained: Path) -> list[BadInput]:
                  (str(other_bases), "checksum", "refusing to load"), script="eval.py"),
         BadInput("eval_truncated_result", (f"adapter_path={truncated / 'adapter.safetensors'}",),
                  (str(truncated / "result.json"), "not valid JSON"), script="eval.py"),
+        BadInput("synthetic_task_without_its_network", ("task=synthetic_fullrank",),
+                 ("task=synthetic_fullrank", "backbone=synthetic_mlp")),
+        BadInput("fewshot_without_dataset", ("experiment=fig3_clip/randlora", "task=fewshot"),
+                 ("task.dataset is missing", "eurosat", "imagenet")),
+        BadInput("unknown_local", ("local=nothere",), ("local=nothere", "configs/local")),
+        BadInput("paths_and_names_reported_together",
+                 ("backbone=tiny_vit", "task=fewshot", "task.dataset=eurosat", f"task.root={data / 'nowhere'}",
+                  f"backbone.path={data / 'no_weights'}"), ("2 problems", "task.root=", "backbone.path=")),
+        BadInput("hub_weights_unavailable",
+                 ("backbone=clip_vitb32", "task=fewshot", "task.dataset=eurosat", f"task.root={images}"),
+                 ("ViT-B-32", "backbone.path=", "unreachable")),
         BadInput("resume_missing_checkpoint", (*tweets, f"resume={data / 'absent.ckpt'}"),
                  (f"resume={data / 'absent.ckpt'}: no such checkpoint file", "resume=true")),
         BadInput("resume_checkpoint_of_another_adapter",
@@ -151,9 +162,9 @@ def _table(data: Path, trained: Path) -> list[BadInput]:
 
 # Cheap rows (Hydra composition errors) and one of each kind of failure run by default; the rest are slow
 # because each subprocess spends ~8 s of CPU importing torch and Lightning.
-FAST_CASES = ["rank_zero", "unknown_adapter_option", "unknown_task", "unknown_backbone", "missing_data_path",
+FAST_CASES = ["unknown_local", "fewshot_without_dataset", "paths_and_names_reported_together", "rank_zero", "unknown_adapter_option", "unknown_task", "unknown_backbone", "missing_data_path",
               "malformed_commonsense_record", "eval_basis_checksum_mismatch", "nan_loss"]
-SLOW_CASES = ["rank_not_an_integer", "lr_not_a_number", "negative_alpha", "negative_lr_ratio",
+SLOW_CASES = ["synthetic_task_without_its_network", "hub_weights_unavailable", "rank_not_an_integer", "lr_not_a_number", "negative_alpha", "negative_lr_ratio",
               "unknown_adapter_name", "shots_and_fraction", "dropout_out_of_range", "unknown_basis",
               "targets_match_nothing", "eval_adapter_of_another_base_model", "eval_truncated_result",
               "resume_missing_checkpoint", "resume_checkpoint_of_another_adapter", "resume_not_a_checkpoint"]
@@ -194,6 +205,17 @@ def test_bad_input_fails_with_one_clear_message(name, bad_input_runs):
     assert len(error_lines) <= 1, error_lines  # the failure once (Hydra prints composition errors itself)
     assert all(r["status"] == "failed" for r in _result_files(root))  # never a result that looks ok
     assert not [p for p in root.rglob("*") if p.suffix in (".safetensors", ".ckpt")]  # nor an adapter or checkpoint
+
+
+# Found by the checks before Hydra makes the run folder: nothing is left on disk (no failed run, no empty row).
+CHECKED_BEFORE_THE_RUN_FOLDER = ["unknown_local", "fewshot_without_dataset", "paths_and_names_reported_together",
+                                 "rank_zero", "unknown_adapter_option", "missing_data_path"]
+
+
+@pytest.mark.parametrize("name", CHECKED_BEFORE_THE_RUN_FOLDER)
+def test_config_errors_leave_no_run_folder(name, bad_input_runs):
+    _, root, done = bad_input_runs(name)
+    assert done.returncode == 2 and not (root / "results" / "runs").exists(), sorted(root.rglob("*"))
 
 
 def test_nan_loss_is_recorded_as_failed(bad_input_runs):

@@ -30,6 +30,8 @@ Target presets (module-name suffixes, or exact names where one tower is selected
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 from pathlib import Path
 
 import torch
@@ -178,6 +180,20 @@ def _class_embeddings(model: nn.Module, tokens: torch.Tensor, num_templates: int
     return F.normalize(text, dim=-1)
 
 
+
+@contextlib.contextmanager
+def _quiet_open_clip_root_errors():
+    """Drop the records open_clip logs on the root logger (``logging.error``) while it loads weights."""
+    def from_open_clip(record: logging.LogRecord) -> bool:
+        return "open_clip" not in record.pathname
+
+    root = logging.getLogger()
+    root.addFilter(from_open_clip)
+    try:
+        yield
+    finally:
+        root.removeFilter(from_open_clip)
+
 def create_open_clip(cfg: BackboneConfig):
     """(model, tokenizer, (mean, std), interpolation) for `cfg`; weights from the tag, `cfg.path` or random."""
     import open_clip
@@ -220,14 +236,15 @@ def create_open_clip(cfg: BackboneConfig):
     quick_gelu = cfg.quick_gelu if cfg.quick_gelu is not None else bool(tag_cfg.get("quick_gelu", False))
     source = str(path) if path is not None else (tag if pretrained else None)
     try:
-        model = open_clip.create_model(
-            name,
-            pretrained=source,
-            force_quick_gelu=quick_gelu,
-            force_image_size=cfg.img_size,
-            device=torch.get_default_device(),  # `with torch.device("meta"):` builds without memory
-            **kwargs,
-        )
+        with _quiet_open_clip_root_errors():  # its download failure is logged to the root logger; ours says it once
+            model = open_clip.create_model(
+                name,
+                pretrained=source,
+                force_quick_gelu=quick_gelu,
+                force_image_size=cfg.img_size,
+                device=torch.get_default_device(),  # `with torch.device("meta"):` builds without memory
+                **kwargs,
+            )
     except RuntimeError as err:
         if path is None and source is not None:
             raise WeightsUnavailable(f"open_clip {name!r} (tag {tag!r})", err) from err

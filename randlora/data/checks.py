@@ -44,20 +44,32 @@ def _dataset_problems(task: str, task_cfg: Any) -> list[str]:
     return []
 
 
+# Files and folders a task reads: task -> [(key, "file" | "dir", required, what it should be)].
+TASK_PATHS: dict[str, list[tuple[str, str, bool, str]]] = {
+    "tweets": [("path", "file", False, f"a tweet CSV with columns {', '.join(tweets.COLUMNS)}; null uses the "
+                                      "bundled corpus")],
+    "commonsense": [("train_path", "file", False, "commonsense_15k.json or commonsense_170k.json of LLM-Adapters"),
+                    ("test_root", "dir", False, "<task>/test.json per task")],
+    "imagefolder": [("root", "dir", True, "a folder holding train/<class>/ and test/<class>/")],
+    "text": [("path", "file", False, "a .csv, .tsv, .jsonl or .json file"), ("test_path", "file", False, "a file"),
+             ("val_path", "file", False, "a file")],
+    "instruction": [("train_path", "file", True, "a JSON list or JSON lines file"),
+                    ("test_path", "file", False, "a JSON list or JSON lines file")],
+}
+
+
 def _file_problems(task: str, task_cfg: Any) -> list[str]:
     problems = []
-    if task == "tweets":
-        path = cfg_get(task_cfg, "path", None)
-        if path is not None and not Path(path).is_file():
-            problems.append(f"task.path={str(path)!r}: no such file (a tweet CSV with columns "
-                            f"{', '.join(tweets.COLUMNS)}; null uses the bundled corpus)")
+    for key, kind, required, what in TASK_PATHS.get(task, []):
+        value = cfg_get(task_cfg, key, None)
+        if value is None:
+            if required:
+                problems.append(f"task.{key} is missing: task={task} needs it ({what})")
+            continue
+        exists = Path(str(value)).is_file() if kind == "file" else Path(str(value)).is_dir()
+        if not exists:
+            problems.append(f"task.{key}={str(value)!r}: no such {'file' if kind == 'file' else 'folder'} ({what})")
     if task == "commonsense":
-        train_path, test_root = cfg_get(task_cfg, "train_path", None), cfg_get(task_cfg, "test_root", None)
-        if train_path is not None and not Path(train_path).is_file():
-            problems.append(f"task.train_path={str(train_path)!r}: no such file (commonsense_15k.json or "
-                            "commonsense_170k.json of LLM-Adapters)")
-        if test_root is not None and not Path(test_root).is_dir():
-            problems.append(f"task.test_root={str(test_root)!r}: no such folder (<task>/test.json per task)")
         unknown = [t for t in as_list(cfg_get(task_cfg, "tasks", None)) or [] if t not in commonsense.TASKS]
         if unknown:
             problems.append(f"task.tasks={unknown} are not commonsense tasks: choose from "

@@ -98,9 +98,9 @@ def unknown_option_message(argv: list[str], groups: tuple[str, ...], configs_dir
         for option in value.split(","):
             if not (configs_dir / group / f"{option}.yaml").is_file():
                 options = group_options(group, configs_dir)
-                where = f"configs/{group}/<name>.yaml"
-                choices = f"choose one of {', '.join(options)}" if options else f"none exist yet (add {where})"
-                return f"{group}={option}: there is no {where} named {option!r}; {choices}"
+                choices = (f"choose one of {', '.join(options)}" if options
+                           else f"there are none yet (add configs/{group}/<name>.yaml)")
+                return f"{group}={option}: no such option (configs/{group}/{option}.yaml does not exist); {choices}"
     return None
 
 
