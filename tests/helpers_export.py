@@ -21,7 +21,8 @@ ODD_SHAPES = {
     "tiny_clip": [],
     "minilm": [],
 }
-TASKS = {"tiny_llama": "commonsense", "tiny_bert": "tweets", "tiny_vit": "tweets", "tiny_clip": "tweets", "minilm": "tweets"}
+TASKS = {"tiny_llama": "commonsense", "tiny_bert": "tweets", "tiny_vit": "tweets", "tiny_clip": "tweets",
+         "minilm": "tweets"}
 
 
 def run_config(backbone: str, adapter: str, overrides: Sequence[str] = ()) -> dict[str, Any]:

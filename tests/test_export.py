@@ -90,7 +90,8 @@ def test_peft_export_folds_the_authors_scale_and_fewer_bases(tmp_path):
 
 
 def test_peft_export_refuses_what_peft_cannot_express(tmp_path):
-    gqa = make_run(tmp_path, "tiny_llama", "randlora", ["adapter.rank=3", "+backbone.model_kwargs.num_key_value_heads=1"])
+    gqa = make_run(tmp_path, "tiny_llama", "randlora",
+                   ["adapter.rank=3", "+backbone.model_kwargs.num_key_value_heads=1"])
     with pytest.raises(NotExpressible, match=r"k_proj.*need different layouts; use --format merged"):
         export_peft(load_run(gqa), tmp_path / "gqa")
     with pytest.raises(NotExpressible, match=r"'nola'.*PEFT has no NoLA.*--format merged"):

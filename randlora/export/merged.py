@@ -85,7 +85,8 @@ def _quick_gelu(backbone_cfg: dict[str, Any], name: str) -> bool:
 
     if backbone_cfg.get("quick_gelu") is not None:
         return bool(backbone_cfg["quick_gelu"])
-    tag = backbone_cfg.get("pretrained_tag") or (DEFAULT_TAGS.get(name) if backbone_cfg["name"] != "tiny_clip" else None)
+    default_tag = DEFAULT_TAGS.get(name) if backbone_cfg["name"] != "tiny_clip" else None
+    tag = backbone_cfg.get("pretrained_tag") or default_tag
     return bool(tag and open_clip.get_pretrained_cfg(name, tag).get("quick_gelu", False))
 
 

@@ -169,7 +169,7 @@ def _fill_randlora(tuner: nn.Module, targets: dict[str, nn.Module], r: int, peft
     new_A = torch.zeros(peft_A.shape, dtype=torch.float32)
     flat_B = torch.zeros(M_p, peft_B.shape[1] * r, dtype=torch.float32)  # slot c = column c
     rows_filled = torch.zeros(flat_B.shape[1], dtype=torch.long)
-    owner: dict[int, str] = {}
+    owner: dict[int, tuple[str, int]] = {}  # slot -> (layer, its n) that filled it
     for name, layer in targets.items():
         A, B = (t.detach().float().cpu() for t in layer.frozen_bases())
         m, M, n = layer.d_small, layer.d_large, layer.num_bases
@@ -183,13 +183,14 @@ def _fill_randlora(tuner: nn.Module, targets: dict[str, nn.Module], r: int, peft
         known = torch.arange(M)[:, None] < rows_filled[slots][None, :]
         clash = ((flat_B[:M, slots] != B[:, ours]) & known).any(0)
         if clash.any():
-            other = owner[int(slots[clash.nonzero()[0, 0]])]
+            other, other_n = owner[int(slots[clash.nonzero()[0, 0]])]
             raise NotExpressible(
                 f"PEFT's RandLoRA shares one basis layout across layers and pairs it with each layer's "
-                f"n = ⌈min side / r⌉: {other} and {name} (n = {n_p}) need different layouts; use --format merged")
+                f"n = ⌈min side / r⌉: {other} (n = {other_n}) and {name} (n = {n_p}) need different layouts; "
+                "use --format merged")
         flat_B[:M, slots] = B[:, ours]
         rows_filled[slots] = torch.clamp(rows_filled[slots], min=M)
-        owner.update({int(s): name for s in slots})
+        owner.update({int(s): (name, n_p) for s in slots})
         module = tuner.model.get_submodule(name)
         lam = torch.zeros(r, n_p)
         lam[:, :n] = layer.randlora_lambda.detach().float().cpu().t() * (layer.scale / peft_scale)

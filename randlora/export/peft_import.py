@@ -40,7 +40,8 @@ def read_peft_folder(peft_dir: str | Path) -> tuple[dict[str, Any], dict[str, to
     config_path, weights_path = peft_dir / "adapter_config.json", peft_dir / "adapter_model.safetensors"
     for path in (config_path, weights_path):
         if not path.is_file():
-            raise FileNotFoundError(f"{path} does not exist: PEFT_DIR must be a folder written by PEFT's save_pretrained")
+            raise FileNotFoundError(f"{path} does not exist: PEFT_DIR must be a folder written by PEFT's "
+                                    "save_pretrained")
     peft_config = json.loads(config_path.read_text())
     kind = peft_config.get("peft_type")
     if kind not in PEFT_TYPES:

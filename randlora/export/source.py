@@ -237,4 +237,5 @@ def adapted_names(model: nn.Module) -> list[tuple[str, AdaptedLayer]]:
     owners = {id(p): name for name, m in model.named_modules()
               for plist in (getattr(m, "parametrizations", {}) or {}).values() for p in plist}
     names = {id(m): name for name, m in model.named_modules()}
-    return [(names[id(layer)] if weight is None else owners[id(layer)], layer) for layer, weight in adapter_layers(model)]
+    return [(names[id(layer)] if weight is None else owners[id(layer)], layer)
+            for layer, weight in adapter_layers(model)]
