@@ -1,11 +1,14 @@
 """Evaluate a saved adapter on its run's test split(s).
 
-    python eval.py adapter_path=results/runs/<task>/<backbone>/<adapter>/<run-id>/adapter.safetensors
+    python eval.py adapter_path=results/runs/<task>/<backbone>/<adapter>/<run-id>[/adapter.safetensors]
 
-The run's config is read from the ``result.json`` beside the adapter (or ``result_path``), updated with
+``adapter_path`` is the adapter file or the run folder holding it. The run's config is read from the ``result.json`` beside the adapter (or ``result_path``), updated with
 ``overrides``; the backbone is rebuilt, the adapter loaded (its random bases regenerated from
 ``basis_seed`` and checked against the stored checksum), and the test metrics are printed and written to
-``eval.json`` (beside the adapter unless ``output_path`` is given).
+``eval.json`` (beside the adapter unless ``output_path`` is given). The adapter path and the stored config are
+checked before Hydra makes the evaluation's own folder (``results/evals/<id>/``: its log and composed config),
+so a mistyped path leaves nothing behind; Lightning and the training wiring load only once the work starts,
+which keeps ``--help`` quick.
 """
 from __future__ import annotations
 
@@ -14,11 +17,9 @@ import logging
 from pathlib import Path
 
 import hydra
-import lightning.pytorch as pl
 from omegaconf import DictConfig, OmegaConf
 
-from randlora.run.results import RESULT_FILE, write_json_atomic
-from randlora.train import build_loaders, build_module, with_task_baseline
+from randlora.run.results import ADAPTER_FILE, RESULT_FILE, write_json_atomic
 from randlora.utils.config import CONFIGS_DIR, register_resolvers
 from randlora.utils.validate import ConfigError
 
@@ -52,16 +53,33 @@ def run_config(adapter_path: Path, result_path: Path | None, overrides: DictConf
     return OmegaConf.merge(OmegaConf.create(stored["config"]), OmegaConf.create(overrides or {}))
 
 
+def adapter_file(adapter_path: str | Path) -> Path:
+    """The adapter file named by ``adapter_path``: the file itself, or ``adapter.safetensors`` in a run folder."""
+    path = Path(adapter_path)
+    if path.is_dir():
+        path = path / ADAPTER_FILE
+    if not path.is_file():
+        raise ConfigError(f"adapter_path={str(adapter_path)!r}: no {ADAPTER_FILE} there (give a run folder or the "
+                          f"{ADAPTER_FILE} written by train.py)")
+    return path
+
+
+def check_eval(cfg: DictConfig) -> None:
+    """The cheap checks, before Hydra makes the evaluation's folder: the adapter file and its run's config."""
+    run_config(adapter_file(cfg.adapter_path), Path(cfg.result_path) if cfg.get("result_path") else None,
+               cfg.get("overrides"))
+
+
 def evaluate(cfg: DictConfig) -> dict:
     """Rebuild the run of ``cfg.adapter_path``, load the adapter, test it; write and return eval.json's dict."""
+    import lightning.pytorch as pl
+
     from randlora.adapters import load_adapter
     from randlora.backbones import build_backbone
     from randlora.data import build_task_data, task_info
+    from randlora.train import build_loaders, build_module, with_task_baseline
 
-    adapter_path = Path(cfg.adapter_path)
-    if not adapter_path.is_file():
-        raise ConfigError(f"adapter_path={str(adapter_path)!r} does not exist (an adapter.safetensors "
-                          "written by train.py)")
+    adapter_path = adapter_file(cfg.adapter_path)
     result_path = Path(cfg.result_path) if cfg.get("result_path") else None
     run = run_config(adapter_path, result_path, cfg.get("overrides"))
     pl.seed_everything(run.seed, workers=True, verbose=False)
@@ -72,7 +90,7 @@ def evaluate(cfg: DictConfig) -> dict:
     if not loaders.test:
         raise ConfigError(f"task {run.task.name!r} has no test split to evaluate")
     module = build_module(run, backbone, data, loaders.test_names)
-    trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer)
+    trainer = hydra.utils.instantiate(cfg.trainer)
     trainer.test(module, loaders.test, verbose=False)
     metrics = with_task_baseline(dict(module.test_metrics), data)
     report = {"adapter_path": str(adapter_path), "metrics": metrics,
@@ -86,12 +104,20 @@ def evaluate(cfg: DictConfig) -> dict:
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIGS_DIR), config_name="eval")
-def main(cfg: DictConfig) -> None:
-    """``python eval.py adapter_path=...``."""
+def hydra_main(cfg: DictConfig) -> None:
+    """Evaluate (:func:`check_eval` already ran in Hydra's callback, before the folder was made)."""
     from randlora.utils.cli_errors import exit_on_user_error
 
     with exit_on_user_error(log):  # bad input: one clear line and exit status 2, no traceback
         evaluate(cfg)
+
+
+def main() -> None:
+    """``python eval.py adapter_path=...``: unknown group options refused in one line, then :func:`hydra_main`."""
+    from randlora.utils.cli_errors import refuse_unknown_options
+
+    refuse_unknown_options(("paths", "local"))
+    hydra_main()
 
 
 if __name__ == "__main__":

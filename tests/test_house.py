@@ -104,3 +104,45 @@ def test_debug_runs_are_marked_and_left_out_of_aggregation_unless_asked(tmp_path
     assert aggregate.main([str(tmp_path), "--out-dir", str(tmp_path / "all"), "--include-debug"]) == 0
     assert reporting.read_csv(tmp_path / "all" / "summary_mean.csv")["test/acc:mean"].tolist() == \
         [pytest.approx(0.45)]
+
+
+def test_eval_accepts_a_run_folder_and_refuses_a_wrong_path_before_any_folder(loraplus_run, tmp_path):
+    """``adapter_path=<run folder>`` works; a wrong path is one line, exit 2, and no results/evals/<id>/ folder."""
+    import subprocess
+    import sys
+
+    from randlora.eval import adapter_file, check_eval
+    from randlora.utils.config import REPO_ROOT, compose_config
+    from randlora.utils.validate import ConfigError
+
+    assert adapter_file(loraplus_run) == loraplus_run / "adapter.safetensors"
+    check_eval(compose_config([f"adapter_path={loraplus_run}"], config_name="eval"))
+    with pytest.raises(ConfigError, match="no adapter.safetensors there"):
+        adapter_file(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "eval.py"), f"adapter_path={tmp_path / 'nothing'}",
+                           f"paths.root_dir={tmp_path}"], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert [line for line in done.stderr.splitlines() if line.strip()] == \
+        [f"Invalid config: adapter_path='{tmp_path / 'nothing'}': no adapter.safetensors there (give a run folder "
+         "or the adapter.safetensors written by train.py)"]
+    assert not (tmp_path / "results").exists()
+
+
+def test_eval_help_is_quick_and_lists_no_training_groups():
+    import subprocess
+    import sys
+    import time
+
+    from randlora.utils.config import REPO_ROOT
+
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, str(REPO_ROOT / "eval.py"), "--help"], capture_output=True, text=True,
+                          timeout=120)
+    seconds = time.perf_counter() - start
+    assert done.returncode == 0 and "adapter_path" in done.stdout
+    assert "Configuration groups" not in done.stdout and "backbone:" not in done.stdout
+    assert "lightning" not in subprocess.run(
+        [sys.executable, "-c", "import sys, randlora.eval; print(' '.join(sys.modules))"], capture_output=True,
+        text=True, timeout=120).stdout.split()
+    assert seconds < 60  # was ~22 s of importing Lightning on an idle machine; now Hydra alone
