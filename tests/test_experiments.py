@@ -319,8 +319,8 @@ def test_a_multirun_over_experiment_variants_runs_each_adapter_with_its_settings
     runs = tmp_path / "results" / "runs"
     results = {p.parent.parent.relative_to(runs).as_posix(): json.loads(p.read_text())
                for p in runs.rglob("result.json")}
-    assert sorted(results) == ["fewshot/tiny_clip/randlora", "fewshot/tiny_clip/vera"]
+    assert sorted(results) == ["fewshot-eurosat/tiny_clip/randlora", "fewshot-eurosat/tiny_clip/vera"]
     assert all(r["status"] == "ok" for r in results.values())
-    randlora, vera = results["fewshot/tiny_clip/randlora"], results["fewshot/tiny_clip/vera"]
+    randlora, vera = results["fewshot-eurosat/tiny_clip/randlora"], results["fewshot-eurosat/tiny_clip/vera"]
     assert (randlora["rank"], randlora["lr"], randlora["config"]["adapter"]["scaling"]) == (6, 1e-3, "authors_clip")
     assert (vera["rank"], vera["lr"]) == (256, 1e-2)

@@ -146,3 +146,74 @@ def test_eval_help_is_quick_and_lists_no_training_groups():
         [sys.executable, "-c", "import sys, randlora.eval; print(' '.join(sys.modules))"], capture_output=True,
         text=True, timeout=120).stdout.split()
     assert seconds < 60  # was ~22 s of importing Lightning on an idle machine; now Hydra alone
+
+
+def test_summary_shows_the_tasks_metric_the_adapter_and_the_dataset(tmp_path, capsys):
+    import logging
+
+    from randlora.run.summary import print_summary
+
+    synthetic = {"adapter": "randlora", "backbone": "synthetic_mlp", "task": "synthetic_fullrank", "rank": 4,
+                 "lr": 0.003, "params": {"trainable": 10, "total": 100}, "wall_time_s": 1.0,
+                 "metrics": {"test/rel_error": 0.1234, "val/rel_error_best": 0.2, "val/rel_error_final": 0.25}}
+    log_file = tmp_path / "train.log"
+    handler = logging.FileHandler(log_file)
+    logging.getLogger().addHandler(handler)
+    try:
+        print_summary(synthetic, tmp_path / "result.json")
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    out = capsys.readouterr().out
+    assert "test rel_error" in out and "0.1234" in out and "n/a" not in out and "accuracy" not in out
+    assert "randlora, rank 4, lr 0.003" in out
+    assert log_file.read_text().rstrip().endswith(f"Adapter and logs: {tmp_path}")  # train.log ends with it
+    assert "test rel_error" in log_file.read_text()
+
+    fewshot = {"adapter": "lora", "backbone": "clip_vitb32", "task": "fewshot", "subtask": "eurosat", "rank": 16,
+               "lr": 1e-3, "lr_ratio": None, "metrics": {"test/acc": 0.9, "val/acc_best": 0.91}}
+    print_summary(fewshot, tmp_path / "result.json", majority=0.1)
+    out = capsys.readouterr().out
+    assert "fewshot / eurosat" in out and "90.0%" in out and "lora, rank 16, lr 0.001" in out
+
+
+def test_few_shot_run_folders_name_the_dataset():
+    from randlora.reporting.runs import _keys_from_path
+    from randlora.utils.config import compose_config
+
+    run_dir = compose_config(["task=fewshot", "task.dataset=dtd"], return_hydra_config=True).hydra.run.dir
+    assert "/fewshot-dtd/" in run_dir
+    assert "/tweets/" in compose_config([], return_hydra_config=True).hydra.run.dir
+    from pathlib import Path
+
+    keys = _keys_from_path(Path("/r/fewshot-dtd/clip/lora/id1"), Path("/r"))
+    assert (keys["task"], keys["dataset"], keys["run_id"]) == ("fewshot", "dtd", "id1")
+
+
+def test_progress_in_a_log_is_a_line_every_n_steps_with_an_eta(caplog):
+    """Not a terminal (SLURM): one line every N steps (or seconds), with the whole run's ETA."""
+    import logging
+    from types import SimpleNamespace
+
+    from randlora.run.progress import LineProgress, progress_bar
+
+    assert isinstance(progress_bar(), LineProgress)  # pytest's captured stdout is not a terminal
+    bar = LineProgress(every_n_steps=5, every_s=3600)
+    trainer = SimpleNamespace(global_step=0, estimated_stepping_batches=100, current_epoch=0, max_epochs=4,
+                              callback_metrics={"train/loss": torch_scalar(0.5)}, is_global_zero=True,
+                              sanity_checking=False)
+    bar.on_train_start(trainer, None)
+    bar._start -= 10.0  # ten seconds in
+    with caplog.at_level(logging.INFO, logger="randlora.run.progress"):
+        for step in range(1, 21):
+            trainer.global_step = step
+            bar.on_train_batch_end(trainer, None, None, None, step - 1)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 4 and lines[0].startswith("epoch 1/4  step 5/100 (5%)  train/loss 0.5000"), lines
+    assert all("ETA 0:" in line and "steps/s" in line for line in lines)
+
+
+def torch_scalar(value: float):
+    import torch
+
+    return torch.tensor(value)

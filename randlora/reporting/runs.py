@@ -179,9 +179,14 @@ def _mark_config_differences(rows: list[dict[str, Any]], configs: dict[int, dict
 
 
 def _keys_from_path(run_dir: Path, runs_dir: Path) -> dict[str, str]:
-    """task/backbone/adapter/run_id from the ``<task>/<backbone>/<adapter>/<run-id>/`` layout, where it holds."""
+    """task[/dataset]/backbone/adapter/run_id from the ``<task>[-<dataset>]/<backbone>/<adapter>/<run-id>/`` layout,
+    where it holds."""
     parts = run_dir.relative_to(runs_dir).parts
-    return dict(zip(["task", "backbone", "adapter", "run_id"], parts)) if len(parts) >= 4 else {}
+    if len(parts) < 4:
+        return {}
+    keys = dict(zip(["task", "backbone", "adapter", "run_id"], parts))
+    task, _, dataset = keys["task"].partition("-")
+    return {**keys, "task": task, **({"dataset": dataset} if dataset else {})}
 
 
 def collect(runs_dir: Path | str, config_fields: Mapping[str, str] | None = None,

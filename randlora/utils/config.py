@@ -9,6 +9,8 @@ Resolvers (registered once, on import of :mod:`randlora.train` / :mod:`randlora.
   bf16, else ``32``.
 - ``${randlora.paper_lr:ADAPTER,BASE_LR}``  the paper's learning rate for an adapter: its entry in
   :data:`ADAPTER_PAPER_LR` (VeRA 1e-2), else the task's ``BASE_LR``. ``optim.lr`` uses it as its default.
+- ``${randlora.task_folder:TASK,DATASET}``  the task part of a run folder: ``fewshot-eurosat`` for a task with a
+  dataset, else the task (``tweets``), so the runs of 22 datasets do not share one folder.
 - ``${randlora.wandb_offline:}``  false only when the user configured W&B (``WANDB_MODE=online`` or
   ``WANDB_API_KEY`` set), so runs never try to reach the network by accident.
 """
@@ -47,6 +49,11 @@ def _wandb_offline() -> bool:
     return not (os.environ.get("WANDB_MODE") == "online" or os.environ.get("WANDB_API_KEY"))
 
 
+def task_folder(task: str, dataset: Any = None) -> str:
+    """``<task>-<dataset>`` when the task names a dataset, else ``<task>`` (see the module docstring)."""
+    return f"{task}-{dataset}" if dataset not in (None, "", "None") else str(task)
+
+
 def register_resolvers() -> None:
     """Register this project's resolvers (idempotent)."""
     resolvers = {
@@ -55,6 +62,7 @@ def register_resolvers() -> None:
         "randlora.precision": _precision,
         "randlora.wandb_offline": _wandb_offline,
         "randlora.paper_lr": paper_lr,
+        "randlora.task_folder": task_folder,
     }
     for name, function in resolvers.items():
         if not OmegaConf.has_resolver(name):
