@@ -205,6 +205,15 @@ def train(cfg: DictConfig) -> dict:
     return run_training(cfg)
 
 
+def initial_weights_if_asked(cfg: DictConfig, backbone: Any) -> dict | None:
+    """W0 of the adapted layers, copied before training, when ``save_full_weights`` asks for ΔW at the end."""
+    if not cfg.get("save_full_weights", False):
+        return None
+    from randlora.analysis.weights import initial_weights
+
+    return initial_weights(backbone)
+
+
 @task_wrapper
 def run_training(cfg: DictConfig, info: RunInfo, check: bool = False) -> dict:
     """Train and test one configuration; write and return its result (the ``result.json`` dict). ``check``:
@@ -230,6 +239,7 @@ def run_training(cfg: DictConfig, info: RunInfo, check: bool = False) -> dict:
     fingerprint = config_fingerprint(cfg)  # before build_run sets adapter.rank from a budget
     plan = plan_resume(cfg, info.run_dir, fingerprint)
     run = build_run(cfg)
+    initial = initial_weights_if_asked(cfg, run.backbone)
     if plan is not None:
         check_checkpoint(plan.checkpoint, run.module)
         if plan.run_dir is not None:
@@ -256,6 +266,10 @@ def run_training(cfg: DictConfig, info: RunInfo, check: bool = False) -> dict:
     use_best = checkpoint is not None and not run.data.extras.get("val_is_test", False)
     if not (use_best and checkpoint.restore_best(run.module)) and trainer.is_global_zero:
         save_adapter(run.backbone, checkpoint.path if checkpoint else info.run_dir / ADAPTER_FILE)
+    if initial is not None and trainer.is_global_zero:  # the tested (best-validation) model's updates
+        from randlora.analysis.weights import DELTA_FILE, delta_weights, save_delta_weights
+
+        save_delta_weights(delta_weights(run.backbone, initial), info.run_dir / DELTA_FILE)
     if cfg.get("test", True) and run.loaders.test:
         trainer.test(run.module, run.loaders.test, verbose=False)
 

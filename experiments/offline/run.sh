@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Re-create the offline reproduction committed in results/offline/ (experiments/offline/README.md).
 #
-#   bash experiments/offline/run.sh [synthetic|tweets|report|all]     (default: all)
+#   bash experiments/offline/run.sh [synthetic|tweets|report|all|analysis-runs|analysis]     (default: all)
 #
 # CPU only, no downloads. PARALLEL=<jobs> sets how many runs go at once (default 2, one per core; each run is
 # then limited to one thread). Raw runs land in results/runs/offline/ (git-ignored); the summaries, tables and
@@ -50,6 +50,41 @@ tweets() {
   sweep $common adapter=loraplus adapter.rank=8 adapter.lr_ratio=1,4,16 optim.lr=2e-3
 }
 
+analysis_runs() {
+  # One seed of the runs the analyses read (results/offline/analysis/README.md), each at its best lr above:
+  # FT saves ΔW (save_full_weights); LoRA and RandLoRA at matched budgets. Synthetic: LoRA ranks 4 and 16 and
+  # RandLoRA at their budgets (ranks 10 and 2) on both targets.
+  local runs="paths.runs_dir=$RUNS/analysis" syn="experiment=offline_synthetic seed=0 save_full_weights=true"
+  sweep $syn $runs/synthetic task.target_rank=null,2 adapter=full optim.lr=1e-2
+  sweep $syn $runs/synthetic task.target_rank=null adapter=lora adapter.rank=4 optim.lr=1e-1
+  sweep $syn $runs/synthetic task.target_rank=null adapter=lora adapter.rank=16 optim.lr=3e-2
+  sweep $syn $runs/synthetic task.target_rank=null adapter=randlora budget=1024,4096 optim.lr=3e-2
+  sweep $syn $runs/synthetic task.target_rank=2 adapter=lora adapter.rank=4 optim.lr=1e-1
+  sweep $syn $runs/synthetic task.target_rank=2 adapter=lora adapter.rank=16 optim.lr=3e-2
+  sweep $syn $runs/synthetic task.target_rank=2 adapter=randlora budget=1024 optim.lr=1e-2
+  sweep $syn $runs/synthetic task.target_rank=2 adapter=randlora budget=4096 optim.lr=3e-2
+  local tw="experiment=quickstart seed=0 save_full_weights=true $runs/tweets"
+  sweep $tw adapter=full optim.lr=5e-4
+  sweep $tw adapter=lora adapter.rank=4 optim.lr=5e-3
+  sweep $tw adapter=lora adapter.rank=16 optim.lr=2e-3
+  sweep $tw adapter=randlora budget=167043,664707 optim.lr=1e-3
+}
+
+analysis() {
+  local runs=$RUNS/analysis out=$OUT/analysis
+  for target in full-rank rank-2; do  # FT first: the reference of every analysis
+    local dirs
+    dirs=$(python scripts/analyze.py list "$runs/synthetic" --subtask "$target target") || { status=1; continue; }
+    for a in rank-need cka landscape; do
+      python scripts/analyze.py $a $dirs --out "$out/synthetic_${target}" || status=1
+    done
+  done
+  dirs=$(python scripts/analyze.py list "$runs/tweets") || { status=1; return; }
+  for a in rank-need cka landscape; do
+    python scripts/analyze.py $a $dirs --out "$out/tweets" ${LANDSCAPE_STEP:+--step $LANDSCAPE_STEP} || status=1
+  done
+}
+
 report() {
   for part in synthetic tweets; do
     [ -d "$RUNS/$part" ] || { echo "no runs in $RUNS/$part: run '$0 $part' first"; status=1; continue; }
@@ -68,7 +103,9 @@ case "${1:-all}" in
   synthetic) synthetic ;;
   tweets) tweets ;;
   report) report ;;
+  analysis-runs) analysis_runs ;;
+  analysis) analysis ;;
   all) synthetic; tweets; report ;;
-  *) echo "usage: $0 [synthetic|tweets|report|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [synthetic|tweets|report|all|analysis-runs|analysis]" >&2; exit 2 ;;
 esac
 exit $status

@@ -68,6 +68,7 @@ RULES: list[tuple[str, bool, Callable[[Any], bool], str]] = [
     ("loader.eval_batch_size", True, int_at_least(1), "an integer >= 1"),
     ("loader.num_workers", True, int_at_least(0), "an integer >= 0"),
     ("budget", False, optional(int_at_least(1)), "a trainable-parameter count >= 1 or null"),
+    ("save_full_weights", False, lambda v: isinstance(v, bool), "true or false"),
     ("resume", False, lambda v: v is None or isinstance(v, bool) or (isinstance(v, str) and v.strip() != ""),
      "null, true (the newest interrupted run of this config) or the path of a .ckpt file"),
 ]

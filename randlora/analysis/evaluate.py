@@ -1,0 +1,65 @@
+"""Loss and task metric of a (plain) model on a fixed set of examples, batched once and reused.
+
+Classification: loss = mean cross-entropy, metric `acc`. Regression (the synthetic task): loss = mean squared
+error per output element (the training loss), metric `rel_error` = mean_i ||f(x_i) − y_i||² / the frozen
+network's value on the split (as `randlora.module.RegressionModule` reports it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+from torch.utils.data import DataLoader, Subset
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Examples:
+    """Collated batches of the first `n` examples of one split, and how to score them."""
+
+    batches: list[tuple[Any, torch.Tensor]]
+    n: int
+    split: str
+    metric: str                      # "acc" or "rel_error"
+    baseline_mse: float | None = None
+
+
+def task_examples(run: Any, split: str, max_samples: int | None, batch_size: int = 128) -> Examples:
+    """The first `max_samples` examples (all when None) of `split` of the run's task, collated once."""
+    from randlora.data import build_task_data
+
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r} is invalid: allowed is one of {', '.join(SPLITS)}")
+    data = build_task_data(run.cfg.task, run.model)
+    dataset = getattr(data, split)
+    if isinstance(dataset, dict):  # several test subtasks: the first one
+        dataset = next(iter(dataset.values()))
+    if dataset is None:
+        raise ValueError(f"task {run.cfg.task.name!r} has no {split} split; choose another split")
+    n = len(dataset) if max_samples is None else min(int(max_samples), len(dataset))
+    loader = DataLoader(Subset(dataset, range(n)), batch_size=batch_size, shuffle=False, collate_fn=data.collate)
+    baseline = data.extras.get("baseline_mse", {}).get(split) if data.metric == "rel_error" else None
+    return Examples(list(loader), n, split, data.metric, baseline)
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, examples: Examples) -> dict[str, float]:
+    """{"loss": ..., <metric>: ...} of `model` (eval mode) on `examples`."""
+    model.eval()
+    loss_sum = metric_sum = 0.0
+    for inputs, targets in examples.batches:
+        outputs = model(inputs).float()
+        if examples.metric == "rel_error":
+            squared = (outputs - targets).pow(2)
+            loss_sum += squared.mean(-1).sum().item()
+            metric_sum += squared.sum(-1).sum().item()
+        else:
+            loss_sum += F.cross_entropy(outputs, targets, reduction="sum").item()
+            metric_sum += (outputs.argmax(-1) == targets).sum().item()
+    loss, metric = loss_sum / examples.n, metric_sum / examples.n
+    if examples.metric == "rel_error":
+        metric = metric / examples.baseline_mse
+    return {"loss": loss, examples.metric: metric}
