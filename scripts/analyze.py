@@ -32,7 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--split", choices=["train", "val", "test"], default=None,
                         help="examples to evaluate on (default: test; landscape: train, as the authors)")
     parser.add_argument("--max-samples", type=int, default=None,
-                        help="first N examples of the split (default: rank-need/cka 500, landscape 256; 0 = all)")
+                        help="N examples of the split, a fixed random subset (default: rank-need/cka 500, landscape 256; 0 = all)")
     parser.add_argument("--ks", type=int, nargs="+", default=None,
                         help="rank-need: truncation ranks (default 0, 1, 2, 4, ... up to full rank)")
     parser.add_argument("--layers", default=None,

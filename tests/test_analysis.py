@@ -28,16 +28,26 @@ from randlora.analysis.spectra import energy_rank, entropy_rank, subspace_overla
 from randlora.analysis.weights import DELTA_FILE, load_delta_weights
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = ["experiment=offline_synthetic", "backbone.model_kwargs.width=16", "task.train_size=512",
-         "task.val_size=128", "task.test_size=256", "loader.batch_size=64", "loader.eval_batch_size=256",
-         "trainer.max_epochs=30", "trainer.limit_train_batches=1.0", "trainer.limit_val_batches=1.0",
-         "trainer.limit_test_batches=1.0", "callbacks.resume_checkpoint=null", "save_full_weights=true"]
+SMALL = ["experiment=offline_synthetic", "backbone.model_kwargs.width=16", "task.train_size=2048",
+         "task.val_size=64", "task.test_size=256", "loader.batch_size=64", "loader.eval_batch_size=256",
+         "trainer.max_epochs=10", "trainer.limit_train_batches=1.0", "trainer.limit_val_batches=1.0",
+         "trainer.limit_test_batches=1.0", "~logger", "callbacks.lr_monitor=null", "callbacks.resume_checkpoint=null",
+         "save_full_weights=true"]  # 320 steps, about 2 s of CPU per run
 RUNS = {  # name -> overrides; the rank-2 target unless said otherwise
     "ft_rank2": ["adapter=full", "optim.lr=1e-2", "task.target_rank=2"],
     "ft_fullrank": ["adapter=full", "optim.lr=1e-2", "task.target_rank=null"],
     "lora_rank2": ["adapter=lora", "adapter.rank=2", "optim.lr=3e-2", "task.target_rank=2"],
     "randlora_rank2": ["adapter=randlora", "adapter.rank=4", "optim.lr=3e-2", "task.target_rank=2"],
 }
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """16-wide matrices: a second thread only adds synchronisation (costly on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +71,8 @@ def test_rank_need_recovers_the_rank_of_a_known_target(run_dirs, tmp_path):
         assert {p.name for p in (tmp_path / target).iterdir()} == {
             "spectra.csv", "effective_ranks.csv", "truncation.csv", "rank_need.png"}
     ranks2, ranks_full = tables["rank2"]["effective_ranks"], tables["fullrank"]["effective_ranks"]
-    assert list(ranks2["rank_90"]) == [2, 2], ranks2          # both layers: a rank-2 update
-    assert (ranks2["entropy_rank"] < 6).all() and (ranks_full["rank_90"] >= 12).all(), (ranks2, ranks_full)
+    assert list(ranks2["rank_90"]) == [2, 2] and (ranks2["rank_99"] <= 3).all(), ranks2  # a rank-2 update
+    assert (ranks2["entropy_rank"] < 5).all() and (ranks_full["rank_90"] >= 12).all(), (ranks2, ranks_full)
     assert (ranks_full["entropy_rank"] > 14).all()            # nearly flat over 16 directions
 
     def error_at(target: str, k: int | None) -> float:

@@ -71,17 +71,36 @@ analysis_runs() {
 }
 
 analysis() {
-  local runs=$RUNS/analysis out=$OUT/analysis
-  for target in full-rank rank-2; do  # FT first: the reference of every analysis
-    local dirs
-    dirs=$(python scripts/analyze.py list "$runs/synthetic" --subtask "$target target") || { status=1; continue; }
-    for a in rank-need cka landscape; do
-      python scripts/analyze.py $a $dirs --out "$out/synthetic_${target}" || status=1
+  # The analyses of results/offline/analysis/README.md on the runs of analysis_runs (about 40 min on 2 cores).
+  local runs=$RUNS/analysis out=$OUT/analysis step=${LANDSCAPE_STEP:-0.25}
+  local syn=$runs/synthetic/synthetic_fullrank/synthetic_mlp tw=$runs/tweets/tweets/minilm
+  for target in null 2; do
+    local name=full-rank; [ "$target" = 2 ] && name=rank-2
+    local dirs; dirs=$(grep -l "\"target_rank\": $target," $syn/*/*/result.json | xargs -n1 dirname)
+    python scripts/analyze.py rank-need $dirs --out "$out/synthetic_$name" --formats png || status=1
+    python scripts/analyze.py cka $dirs --out "$out/synthetic_$name" --formats png || status=1
+    for pair in "10 4" "2 16"; do  # RandLoRA rank, LoRA rank at the same budget
+      set -- $pair
+      python scripts/analyze.py landscape $(pick "$dirs" full) $(pick "$dirs" randlora "$1") $(pick "$dirs" lora "$2") \
+        --out "$out/synthetic_$name" --step "$step" --formats png || status=1
     done
   done
-  dirs=$(python scripts/analyze.py list "$runs/tweets") || { status=1; return; }
-  for a in rank-need cka landscape; do
-    python scripts/analyze.py $a $dirs --out "$out/tweets" ${LANDSCAPE_STEP:+--step $LANDSCAPE_STEP} || status=1
+  local dirs; dirs=$(ls -d $tw/*/*)
+  python scripts/analyze.py rank-need $dirs --out "$out/tweets" --formats png pdf || status=1
+  python scripts/analyze.py cka $dirs --out "$out/tweets" --formats png pdf || status=1
+  for pair in "35 4" "8 16"; do
+    set -- $pair
+    python scripts/analyze.py landscape $(pick "$dirs" full) $(pick "$dirs" randlora "$1") $(pick "$dirs" lora "$2") \
+      --out "$out/tweets" --step "$step" --formats png pdf || status=1
+  done
+}
+
+pick() {  # pick "<run dirs>" <adapter> [rank]: the first run folder of that adapter (and rank)
+  local dir
+  for dir in $1; do
+    grep -q "\"adapter\": \"$2\"" "$dir/result.json" || continue
+    [ -z "${3:-}" ] || grep -q "\"rank\": $3," "$dir/result.json" || continue
+    echo "$dir"; return
   done
 }
 

@@ -18,7 +18,7 @@ SPLITS = ("train", "val", "test")
 
 @dataclass
 class Examples:
-    """Collated batches of the first `n` examples of one split, and how to score them."""
+    """Collated batches of `n` examples of one split (a fixed random subset), and how to score them."""
 
     batches: list[tuple[Any, torch.Tensor]]
     n: int
@@ -28,9 +28,12 @@ class Examples:
 
 
 def task_examples(run: Any, split: str, max_samples: int | None, batch_size: int = 128) -> Examples:
-    """The first `max_samples` examples (all when None) of `split` of the run's task, collated once."""
+    """`max_samples` examples (all when None; a fixed random subset) of `split` of the run's task, collated once."""
     from randlora.data import build_task_data
 
+    if getattr(run.model, "kind", None) == "causal_lm":
+        raise ValueError(f"{run.path}: the analyses score classification and regression tasks; a causal LM's "
+                         "generation-scored task is not supported")
     if split not in SPLITS:
         raise ValueError(f"split={split!r} is invalid: allowed is one of {', '.join(SPLITS)}")
     data = build_task_data(run.cfg.task, run.model)
@@ -40,7 +43,9 @@ def task_examples(run: Any, split: str, max_samples: int | None, batch_size: int
     if dataset is None:
         raise ValueError(f"task {run.cfg.task.name!r} has no {split} split; choose another split")
     n = len(dataset) if max_samples is None else min(int(max_samples), len(dataset))
-    loader = DataLoader(Subset(dataset, range(n)), batch_size=batch_size, shuffle=False, collate_fn=data.collate)
+    # a fixed random subset (seed 0), in dataset order: a split stored sorted by class still gives all classes
+    chosen = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:n].sort().values.tolist()
+    loader = DataLoader(Subset(dataset, chosen), batch_size=batch_size, shuffle=False, collate_fn=data.collate)
     baseline = data.extras.get("baseline_mse", {}).get(split) if data.metric == "rel_error" else None
     return Examples(list(loader), n, split, data.metric, baseline)
 

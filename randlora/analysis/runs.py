@@ -131,5 +131,9 @@ def load_runs(run_dirs: list[str | Path]) -> list[LoadedRun]:
             if OmegaConf.to_container(run.cfg[key]) != OmegaConf.to_container(first[key]):
                 raise ValueError(f"{run.path}: {key} config differs from {runs[0].path}'s; "
                                  "analyse runs of one backbone and task together")
+    labels = [r.label for r in runs]
+    for run in runs:  # two runs of one configuration (e.g. seeds) keep apart in tables and legends
+        if labels.count(run.label) > 1:
+            run.label = f"{run.label} (seed {run.cfg.seed}, {run.path.name})"
     full = [r for r in runs if r.is_full]
     return full[:1] + [r for r in runs if r is not (full[0] if full else None)]
