@@ -19,7 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from randlora.results import ADAPTER_FILE, RESULT_FILE
+from randlora.run.results import ADAPTER_FILE, RESULT_FILE
 
 from .weights import adapted_layer_names, delta_weights, has_adapter, initial_weights
 
