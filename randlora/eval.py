@@ -2,8 +2,8 @@
 
     python eval.py adapter_path=results/runs/<task>/<backbone>/<adapter>/<run-id>[/adapter.safetensors]
 
-``adapter_path`` is the adapter file or the run folder holding it. The run's config is read from the ``result.json`` beside the adapter (or ``result_path``), updated with
-``overrides``; the backbone is rebuilt, the adapter loaded (its random bases regenerated from
+``adapter_path`` is the adapter file or the run folder holding it. The run's config is read from the
+``result.json`` beside the adapter (or ``result_path``), updated with ``overrides``; the backbone is rebuilt, the adapter loaded (its random bases regenerated from
 ``basis_seed`` and checked against the stored checksum), and the test metrics are printed and written to
 ``eval.json`` (beside the adapter unless ``output_path`` is given). The adapter path and the stored config are
 checked before Hydra makes the evaluation's own folder (``results/evals/<id>/``: its log and composed config),

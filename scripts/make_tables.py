@@ -5,7 +5,9 @@
         -> fig3_clip.{md,tex}            Figure 3 data: CLIP accuracy per regime and adapter, peak memory
         -> summary_<metric>.{md,tex}     per task: every configuration (rows) × adapter and rank (columns)
         -> points_<metric>.{md,tex}      per task: one row per adapter and rank, the best lr by validation
-    The paper tables are written only when runs of their task exist (--all-tables: always).
+    The paper tables (test/acc) are always written: the paper's numbers, with empty cells where we have no run.
+    The summary and points tables are written for every test metric present (test/acc, test/rel_error, ...),
+    or only for --metric.
 
 A cell reads "84.6 ± 0.2 (paper 84.6)": our mean ± std over seeds, then the paper's number from
 experiments/<name>/reference.csv; "—" where no run completed. Failed runs are counted in a footnote.
@@ -26,9 +28,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--results-dir", default="results", help="folder holding summary.csv (from aggregate.py)")
     parser.add_argument("--out-dir", default=None, help="where tables go (default RESULTS_DIR/tables)")
-    parser.add_argument("--metric", default="test/acc", help="metric of the tables (default test/acc)")
-    parser.add_argument("--all-tables", action="store_true",
-                        help="write the paper's tables even when no run of their task exists (paper numbers only)")
+    parser.add_argument("--metric", default=None,
+                        help="write the summary/points tables of this metric only (default: every test metric)")
     parser.add_argument("--network-map", action="append", default=[], metavar="BACKBONE=LABEL",
                         help="name a backbone as the paper does, e.g. my_clip=ViT-B/32 (repeatable)")
     args = parser.parse_args(argv)
@@ -48,6 +49,35 @@ def write_tables(tables: list[reporting.Table], out_dir: Path, stem: str) -> lis
     return paths
 
 
+PAPER_METRIC = "test/acc"  # what the paper's tables report
+
+
+def paper_tables(summary, runs, table1_ref, fig3_ref, aliases) -> dict[str, list]:
+    """Table 1 and Figure 3's table, with empty cells where no run of ours exists."""
+    if f"{PAPER_METRIC}:mean" not in summary.columns:
+        summary = summary.assign(**{f"{PAPER_METRIC}:mean": float("nan"), f"{PAPER_METRIC}:std": float("nan")})
+    return {"table1_commonsense": [reporting.table1_commonsense(summary, table1_ref, runs, PAPER_METRIC, aliases)],
+            "fig3_clip": reporting.fig3_clip(summary, fig3_ref, runs, PAPER_METRIC, aliases)}
+
+
+def metric_tables(summary, metric: str, out_dir: Path) -> list[Path]:
+    """summary_<metric> and points_<metric>, one table per task that measured ``metric``."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", metric).strip("_")
+    if f"{metric}:mean" not in summary.columns:
+        available = reporting.measured_test_metrics(summary)
+        print(f"skipped summary_{slug}: metric {metric!r} is in no run (available: {available})", file=sys.stderr)
+        return []
+    per_task = {task: rows for task, rows in summary.groupby("task", sort=True)
+                if rows[f"{metric}:mean"].notna().any()}
+    if not per_task:
+        print(f"skipped summary_{slug}: no completed run has {metric}")
+        return []
+    return (write_tables([reporting.summary_table(rows, metric, f"Summary of {task}: {metric}")
+                          for task, rows in per_task.items()], out_dir, f"summary_{slug}")
+            + write_tables([reporting.points_table(rows, metric, f"{task}: {metric} per adapter")
+                            for task, rows in per_task.items()], out_dir, f"points_{slug}"))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -57,35 +87,15 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    summary, metric = reporting.summarise(runs), args.metric
-    if f"{metric}:mean" not in summary.columns:
-        available = sorted(c[:-5] for c in summary.columns if c.endswith(":mean") and "/" in c)
-        print(f"note: metric {metric!r} is in no run (available: {available}); "
-              "tables will show the paper's numbers only", file=sys.stderr)
-        summary = summary.assign(**{f"{metric}:mean": float("nan"), f"{metric}:std": float("nan")})
+    summary = reporting.summarise(runs)
     written = []
-    paper_tables = {"table1_commonsense": ("commonsense", lambda: [
-                        reporting.table1_commonsense(summary, table1_ref, runs, metric, args.aliases)]),
-                    "fig3_clip": ("fewshot", lambda: reporting.fig3_clip(summary, fig3_ref, runs, metric, args.aliases))}
-    tasks = set(summary["task"].dropna())
-    for stem, (task, make) in paper_tables.items():
-        if args.all_tables or task in tasks:
-            tables = make()
-            filled, total = (sum(counts) for counts in zip(*(t.filled_cells() for t in tables)))
-            written += write_tables(tables, args.out_dir, stem)
-            print(f"{stem}: {filled} of {total} cells have our runs")
-        else:
-            print(f"skipped {stem}: no {task} runs (--all-tables writes it with the paper's numbers only)")
-    slug = re.sub(r"[^A-Za-z0-9]+", "_", metric).strip("_")
-    per_task = {task: rows for task, rows in summary.groupby("task", sort=True)  # tasks that measured metric
-                if rows[f"{metric}:mean"].notna().any()}
-    if per_task:
-        written += write_tables([reporting.summary_table(rows, metric, f"Summary of {task}: {metric}")
-                                 for task, rows in per_task.items()], args.out_dir, f"summary_{slug}")
-        written += write_tables([reporting.points_table(rows, metric, f"{task}: {metric} per adapter")
-                                 for task, rows in per_task.items()], args.out_dir, f"points_{slug}")
-    else:
-        print(f"skipped summary_{slug}: no completed run has {metric}")
+    for stem, tables in paper_tables(summary, runs, table1_ref, fig3_ref, args.aliases).items():
+        filled, total = (sum(counts) for counts in zip(*(t.filled_cells() for t in tables)))
+        written += write_tables(tables, args.out_dir, stem)
+        print(f"{stem}: {filled} of {total} cells have our runs")
+    metrics = [args.metric] if args.metric else reporting.measured_test_metrics(summary)
+    for metric in metrics:
+        written += metric_tables(summary, metric, args.out_dir)
     for path in written:
         print(f"wrote {path}")
     return 0

@@ -217,3 +217,30 @@ def torch_scalar(value: float):
     import torch
 
     return torch.tensor(value)
+
+
+def test_make_figures_draws_every_metric_and_labels_what_memory_measures(tmp_path):
+    """Without --metric, accuracy and rel_error runs both get their figures (rel_error needed --metric)."""
+    from datetime import datetime
+
+    from omegaconf import OmegaConf
+
+    from randlora import reporting
+    from randlora.reporting.figures import MEMORY_MEASURE
+    from randlora.run.results import build_result, write_result
+    from randlora.utils.config import REPO_ROOT
+
+    for run_id, task, metrics in (("a", "tweets", {"test/acc": 0.7, "val/acc_best": 0.7}),
+                                  ("b", "synthetic_fullrank", {"test/rel_error": 0.3, "val/rel_error_best": 0.3})):
+        cfg = OmegaConf.create({"seed": 0, "task": {"name": task}, "backbone": {"name": "tiny"},
+                                "adapter": {"name": "lora", "rank": 2}, "optim": {"lr": 1e-3}})
+        result = build_result(cfg, run_id=run_id, started=datetime(2025, 1, 1), metrics=metrics,
+                              params={"trainable": 10, "total": 100}, wall_time_s=1.0)
+        write_result(tmp_path / "runs" / task / "tiny" / "lora" / run_id, result)
+    reporting.write_csv(reporting.collect(tmp_path / "runs"), tmp_path / "summary.csv")
+    figures = _load_script(REPO_ROOT / "scripts" / "make_figures.py")
+    assert figures.main(["--results-dir", str(tmp_path), "--formats", "png"]) == 0
+    names = sorted(p.name for p in (tmp_path / "figures").iterdir())
+    assert "params_vs_test_acc.png" in names and "params_vs_test_rel_error.png" in names, names
+    assert names.count("peak_memory.png") == 1
+    assert "CUDA allocator" in MEMORY_MEASURE and "RSS" in MEMORY_MEASURE

@@ -12,14 +12,14 @@ configurations expected but never run are shown as missing. ``scripts/aggregate.
 """
 from randlora.reporting.runs import (CorruptResultError, collect, failures, read_csv, read_result, read_runs_csv,
                                      status_counts, write_csv)
-from randlora.reporting.summary import (average_over, expected_grid, key_columns, metric_label, norm_key,
-                                        select_rows, summarise)
+from randlora.reporting.summary import (average_over, expected_grid, key_columns, measured_test_metrics, metric_label,
+                                        norm_key, select_rows, summarise)
 from randlora.reporting.paper import (fig1_points, fig3_clip, network_label, read_reference, table1_budget,
                                       table1_commonsense, train_set_label)
 from randlora.reporting.tables import Table, format_cell, latex_escape, points_table, summary_table, to_latex, to_markdown
 
 __all__ = ["CorruptResultError", "Table", "average_over", "collect", "expected_grid", "failures", "fig1_points",
-           "fig3_clip", "format_cell", "key_columns", "latex_escape", "metric_label", "network_label", "norm_key",
+           "fig3_clip", "format_cell", "key_columns", "latex_escape", "measured_test_metrics", "metric_label", "network_label", "norm_key",
            "read_csv", "read_reference", "read_result", "read_runs_csv", "select_rows", "status_counts",
            "points_table", "summarise", "summary_table", "table1_budget", "table1_commonsense", "to_latex", "to_markdown",
            "train_set_label", "write_csv"]

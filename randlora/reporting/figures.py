@@ -226,6 +226,12 @@ def plot_regime(summary: pd.DataFrame, metric: str, reference: pd.DataFrame | No
                    + ("; hollow: the paper's points" if paper is not None else "") + ")")
 
 
+# What result.json's peak_memory_mb measures (randlora.run.results.peak_memory_mb): the CUDA allocator's peak on
+# a GPU run, the process's peak resident set size (RSS: weights, activations, data, Python) on a CPU run.
+MEMORY_LABEL = "peak memory (MiB)"
+MEMORY_MEASURE = "GPU runs: CUDA allocator peak; CPU runs: process peak RSS"
+
+
 def plot_memory(summary: pd.DataFrame, metric: str) -> plt.Figure:
     """Bars of peak training memory per adapter and rank (the configuration shown for ``metric``, if any)."""
     if "peak_memory_mb:mean" not in summary.columns or not summary["peak_memory_mb:mean"].notna().any():
@@ -239,11 +245,11 @@ def plot_memory(summary: pd.DataFrame, metric: str) -> plt.Figure:
                color=[_style(a, b)["color"] for a, b in zip(chosen["adapter"], chosen["basis"])], capsize=3)
         ax.set_xticks(range(len(chosen)), [adapter_label(*k) for k in zip(chosen["adapter"], chosen["basis"],
                                                                           chosen["rank"])], rotation=30, ha="right")
-        ax.set_ylabel("peak training memory (MB)")
+        ax.set_ylabel(MEMORY_LABEL)
         ax.grid(True, axis="y", alpha=0.3)
 
     return _figure(_panels(data, ["task", "backbone"]), draw,
-                   "Peak training memory per adapter (mean ± std over seeds)")
+                   "Peak training memory per adapter (mean ± std over seeds; " + MEMORY_MEASURE + ")")
 
 
 def plot_heatmap(summary: pd.DataFrame, metric: str) -> plt.Figure:

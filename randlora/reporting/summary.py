@@ -156,3 +156,11 @@ def best_per(summary: pd.DataFrame, by: Sequence[str], metric: str) -> pd.DataFr
     groups = summary[summary["status"] == "ok"].groupby(list(by), dropna=False, sort=False)
     chosen = [best for _, members in groups if (best := pick_best(members, metric)[0]) is not None]
     return pd.DataFrame(chosen, columns=summary.columns)
+
+
+def measured_test_metrics(summary: pd.DataFrame) -> list[str]:
+    """Every test metric some configuration measured (``test/acc``, ``test/rel_error``), subtasks and the
+    majority baseline aside: what the tables and figures are made for when no metric is asked for."""
+    names = [c[: -len(":mean")] for c in summary.columns if c.startswith("test/") and c.endswith(":mean")]
+    return sorted(n for n in names
+                  if n.count("/") == 1 and n != "test/majority_acc" and summary[f"{n}:mean"].notna().any())

@@ -4,13 +4,15 @@ Schema 1 (see docs/ARCHITECTURE.md)::
 
     {"schema": 1, "status": "ok" | "failed", "error": str | null, "run_id", "started" (ISO time),
      "task", "subtask", "backbone", "adapter", "rank", "alpha", "lr", "lr_ratio", "seed", "basis_seed",
-     "budget", "debug" (null, or the debug preset such as "fast"), "metrics": {"val/acc_best", "val/acc_final", "test/acc", "test/acc/<subtask>", ...},
+     "budget", "debug" (null, or the debug preset such as "fast"),
+     "metrics": {"val/acc_best", "val/acc_final", "test/acc", "test/acc/<subtask>", ...},
      "params": {"trainable", "total"}, "peak_memory_mb", "wall_time_s", "samples_per_s",
      "git_commit", "versions": {package: version}, "basis_checksum", "config": {resolved config}}
 
-Metrics are fractions in [0, 1]. A file is written to a temporary name in the same folder and renamed
-into place (``os.replace``), so a kill never leaves a truncated ``result.json``; readers treat a missing
-or unparsable file as missing (see :mod:`randlora.results_io`).
+Accuracies are fractions in [0, 1]; errors (``rel_error``) are ratios, 1 meaning nothing learned. A file is
+written to a temporary name in the same folder and renamed into place (``os.replace``), so a kill never leaves a
+truncated ``result.json``; readers list a run folder without one as incomplete and an unparsable file as
+corrupt, never as a result (see :mod:`randlora.reporting.runs`).
 """
 from __future__ import annotations
 
