@@ -17,7 +17,7 @@ subtask -> test set:
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import lightning.pytorch as pl
 import torch
@@ -148,16 +148,20 @@ class CausalLMModule(AdapterModule):
     ``attention_mask`` and ``labels`` in which prompt and padding tokens are -100, so the loss is the mean
     token cross-entropy over response tokens only. Evaluation generates up to ``max_new_tokens`` tokens from
     ``prompts`` (left-padded; ``num_beams`` > 1: beam search without sampling, the authors' 4), extracts the
-    answer word with
-    :func:`randlora.data.commonsense.extract_answer` and compares it with ``answers``. ``val/acc`` uses the
-    union of all tasks' answer words (the validation split mixes tasks); each test set uses its own task's.
+    answer with the task's own ``answer_extractor`` (:attr:`randlora.data.TaskData.answer_extractor`; for
+    commonsense the first answer word) and compares it with ``answers``. ``val/acc`` uses the extractor of the
+    mixed validation split (subtask None; commonsense: all tasks' words); each test set uses its own.
     With ``val_generate=False`` validation logs ``val/loss`` only (the authors' Trainer evaluates the loss).
     """
 
     def __init__(self, model: nn.Module, tokenizer: Any, optim: Mapping[str, Any],
                  test_names: Sequence[str] | None = None, max_new_tokens: int = 32, num_beams: int = 1,
-                 val_generate: bool = True):
+                 val_generate: bool = True,
+                 answer_extractor: Callable[[str | None], Callable[[str], str | None]] | None = None):
         super().__init__(model, optim, test_names)
+        if answer_extractor is None:
+            raise ValueError("a generation task must give its answer_extractor (TaskData.answer_extractor)")
+        self.answer_extractor = answer_extractor
         if not isinstance(num_beams, int) or num_beams < 1:
             raise ValueError(f"task.num_beams={num_beams!r} must be an integer >= 1 (1 = greedy)")
         self.tokenizer = tokenizer
@@ -194,10 +198,8 @@ class CausalLMModule(AdapterModule):
         return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
 
     def _correct(self, batch: Mapping[str, Any], task: str | None) -> torch.Tensor:
-        from randlora.data.commonsense import extract_answer
-
         generations = self.generate(batch["prompts"])
-        extract = batch.get("extract") or (lambda text: extract_answer(task, text))  # a task's own extractor
+        extract = self.answer_extractor(task)
         hits = [extract(text) == gold for text, gold in zip(generations, batch["answers"])]
         return torch.tensor(hits, dtype=torch.float32, device=self.device)
 

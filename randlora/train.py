@@ -106,7 +106,8 @@ def build_module(cfg: DictConfig, backbone: Any, data: Any, test_names: list[str
         return CausalLMModule(backbone, backbone.tokenizer, optim, test_names,
                               max_new_tokens=int(cfg.task.get("max_new_tokens", 32)),
                               num_beams=int(cfg.task.get("num_beams", 1)),
-                              val_generate=bool(cfg.task.get("val_generate", True)))
+                              val_generate=bool(cfg.task.get("val_generate", True)),
+                              answer_extractor=data.answer_extractor)
     if backbone.kind == "regression":
         return RegressionModule(backbone, optim, data.extras["baseline_mse"], test_names)
     return ClassificationModule(backbone, optim, test_names)

@@ -244,3 +244,47 @@ def test_make_figures_draws_every_metric_and_labels_what_memory_measures(tmp_pat
     assert "params_vs_test_acc.png" in names and "params_vs_test_rel_error.png" in names, names
     assert names.count("peak_memory.png") == 1
     assert "CUDA allocator" in MEMORY_MEASURE and "RSS" in MEMORY_MEASURE
+
+
+def _imports(path) -> set[str]:
+    import ast
+
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(("." * node.level) + node.module)
+    return names
+
+
+def test_rooms_import_one_way():
+    """utils/ never imports run/; data/ never imports a backbone; module.py does not import a task's scorer."""
+    from randlora.utils.config import REPO_ROOT
+
+    package = REPO_ROOT / "randlora"
+    for path in (package / "utils").glob("*.py"):
+        assert not any(name.startswith("randlora.run") for name in _imports(path)), path
+    for path in (package / "data").rglob("*.py"):
+        assert not any(name.startswith("randlora.backbones") for name in _imports(path)), path
+    assert not any("commonsense" in name for name in _imports(package / "module.py"))
+    fused = _imports(package / "adapters" / "randlora.py")
+    assert ".randlora_fused" in fused  # the layer uses the fused paths, which live in their own file
+
+
+def test_generation_module_scores_with_the_tasks_extractor():
+    from randlora.module import CausalLMModule
+
+    with pytest.raises(ValueError, match="answer_extractor"):
+        CausalLMModule(nn.Linear(2, 2), None, {"lr": 1e-3})
+    seen = []
+
+    def extractor(subtask):
+        seen.append(subtask)
+        return lambda text: text.split()[-1]
+
+    module = CausalLMModule(nn.Linear(2, 2), None, {"lr": 1e-3}, answer_extractor=extractor)
+    module.generate = lambda prompts: ["the answer is yes", "the answer is no"]
+    hits = module._correct({"prompts": ["a", "b"], "answers": ["yes", "yes"]}, "boolq")
+    assert hits.tolist() == [1.0, 0.0] and seen == ["boolq"]

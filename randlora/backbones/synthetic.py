@@ -46,6 +46,15 @@ class SyntheticMLP(Backbone):
         self.target_presets = {"all": [f"layers.{i}" for i in range(self.depth)]}
         self.default_targets = "all"
 
+    def frozen_weights(self) -> list[torch.Tensor]:
+        """W_1..W_L as drawn from the seed (not the adapted layers): what the task perturbs into its teacher."""
+        return base_weights(self.width, self.depth, self.seed)
+
+    @staticmethod
+    def forward_with(weights: list[torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """f(x; weights): this network with other weights (the task's teacher and its baseline)."""
+        return forward_with(weights, x)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for i, layer in enumerate(self.layers):
             x = layer(x)

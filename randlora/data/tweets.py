@@ -64,7 +64,7 @@ def make_splits(items: Sequence[Item], train_size: int, val_size: int, test_size
     return text.make_splits(items, train_size, val_size, test_size, seed)
 
 
-def load_splits(train_size: int = 3000, val_size: int = 500, test_size: int = 1000, split_seed: int = 0,
+def load_splits(train_size: int = 1500, val_size: int = 250, test_size: int = 500, split_seed: int = 0,
                 path: str | os.PathLike | None = None) -> dict[str, ListDataset]:
     """``{"train", "val", "test"}`` datasets of ``(text, label)`` items."""
     splits = make_splits(read_corpus(path), train_size, val_size, test_size, split_seed)
