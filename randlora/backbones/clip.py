@@ -22,10 +22,10 @@ Head modes (`backbone.head`):
 
 Target presets (module-name suffixes, or exact names where one tower is selected). `attn` names open_clip's
 `nn.MultiheadAttention`; the adapter library adapts its bare `in_proj_weight` (q, k and v):
-- `clip_all` (default): `attn`, `mlp.c_fc`, `mlp.c_proj` in every block of both towers (PAPER.md's
-  parameter counts).
-- `clip_mlp`: `mlp.c_fc`, `mlp.c_proj` — what the authors' runs effectively trained (their q/k/v adapters
-  never received gradients, PAPER.md §3).
+- `clip_all` (default): `attn`, `mlp.c_fc`, `mlp.c_proj` in every block of both towers — what the paper
+  ran (its release c7a6515 trains q/k/v; PAPER.md's parameter counts).
+- `clip_mlp`: `mlp.c_fc`, `mlp.c_proj` — what the authors' later commit b81ca25 trains (it writes
+  `in_proj_weight.data`, which stops q/k/v gradients; PAPER.md §3).
 - `clip_visual_all`, `clip_visual_mlp`: the same, image tower only.
 """
 from __future__ import annotations
