@@ -29,7 +29,7 @@ CASES = [pytest.param(backbone, adapter, [f"adapter.rank={3 if adapter == 'randl
          for backbone in ("tiny_llama", "tiny_bert", "tiny_vit") for adapter in ("lora", "vera", "randlora")]
 # The authors' vision convention: VeRA and RandLoRA scaled x10, RandLoRA's authors_clip init and floor(m/r)+1 bases
 CASES += [pytest.param("tiny_vit", adapter, [f"adapter.rank={3 if adapter == 'randlora' else 4}",
-                                              "+adapter.convention=authors_vision"],
+                                              "adapter.convention=authors_vision"],
                        marks=() if adapter == "vera" else pytest.mark.slow, id=f"tiny_vit-{adapter}-authors_vision")
           for adapter in ("vera", "randlora")]
 
