@@ -210,7 +210,8 @@ def test_progress_in_a_log_is_a_line_every_n_steps_with_an_eta(caplog):
             bar.on_train_batch_end(trainer, None, None, None, step - 1)
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 4 and lines[0].startswith("epoch 1/4  step 5/100 (5%)  train/loss 0.5000"), lines
-    assert all("ETA 0:" in line and "steps/s" in line for line in lines)
+    assert all("ETA 0:" in line and ("steps/s" in line or "s/step" in line) for line in lines)
+    assert "2.0 s/step" in lines[0] and "ETA 0:03:10" in lines[0]  # 95 steps left at 0.5 steps/s
 
 
 def torch_scalar(value: float):

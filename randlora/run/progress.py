@@ -62,7 +62,8 @@ class LineProgress(ProgressBar):
         loss = trainer.callback_metrics.get("train/loss")
         if loss is not None:
             parts.append(f"train/loss {float(loss):.4f}")
-        parts += [f"{rate:.1f} steps/s", f"elapsed {_clock(elapsed)}"]
+        speed = f"{rate:.1f} steps/s" if rate >= 1 or rate == 0 else f"{1 / rate:.1f} s/step"
+        parts += [speed, f"elapsed {_clock(elapsed)}"]
         parts.append(f"ETA {_clock(eta)}" if eta is not None else "ETA n/a")
         return "  ".join(parts)
 
