@@ -9,6 +9,9 @@
 checked before Hydra makes the evaluation's own folder (``results/evals/<id>/``: its log and composed config),
 so a mistyped path leaves nothing behind; Lightning and the training wiring load only once the work starts,
 which keeps ``--help`` quick.
+The backbone gets the adapter of the run's config injected before the file is loaded into it: a file whose own
+adapter config (method, rank, targets, seeds, ...) or base model differs from the run's is refused, naming the
+difference.
 """
 from __future__ import annotations
 
@@ -74,16 +77,17 @@ def evaluate(cfg: DictConfig) -> dict:
     """Rebuild the run of ``cfg.adapter_path``, load the adapter, test it; write and return eval.json's dict."""
     import lightning.pytorch as pl
 
-    from randlora.adapters import load_adapter
+    from randlora.adapters import inject, load_adapter
     from randlora.backbones import build_backbone
     from randlora.data import build_task_data, task_info
-    from randlora.train import build_loaders, build_module, with_task_baseline
+    from randlora.train import adapter_settings, build_loaders, build_module, with_task_baseline
 
     adapter_path = adapter_file(cfg.adapter_path)
     result_path = Path(cfg.result_path) if cfg.get("result_path") else None
     run = run_config(adapter_path, result_path, cfg.get("overrides"))
     pl.seed_everything(run.seed, workers=True, verbose=False)
     backbone = build_backbone(run.backbone, task_info(run.task))
+    inject(backbone, adapter_settings(run.adapter, backbone))  # the run's adapter: the file must hold the same
     load_adapter(backbone, adapter_path)
     data = build_task_data(run.task, backbone)
     loaders = build_loaders(data, run.loader, run.seed)

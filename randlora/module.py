@@ -16,6 +16,7 @@ subtask -> test set:
 """
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Callable, Mapping, Sequence
 
@@ -30,6 +31,27 @@ from randlora.optim import build_optimizer, build_scheduler
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite."""
+
+
+class NonFiniteOutputError(FloatingPointError):
+    """The model's outputs (logits, predictions, the validation loss) became NaN or infinite."""
+
+
+def count_non_finite(values: torch.Tensor) -> int:
+    """How many entries of ``values`` are NaN or infinite."""
+    return int((~torch.isfinite(values.detach().float())).sum())
+
+
+def check_finite_run(model: nn.Module, metrics: Mapping[str, float], lr: Any) -> None:
+    """Raise :class:`NonFiniteOutputError` if a trainable weight or a metric is NaN or infinite (a diverged run)."""
+    bad_weights = [name for name, p in model.named_parameters() if p.requires_grad and count_non_finite(p)]
+    if bad_weights:
+        raise NonFiniteOutputError(f"trainable weights are NaN or infinite after training ({len(bad_weights)} tensors, "
+                                   f"e.g. {bad_weights[0]}; optim.lr={lr}): the run diverged; lower optim.lr")
+    bad_metrics = {name: value for name, value in metrics.items() if not math.isfinite(value)}
+    if bad_metrics:
+        raise NonFiniteOutputError(f"metrics {bad_metrics} are not finite (optim.lr={lr}): the run diverged; "
+                                   "lower optim.lr")
 
 
 def _metric_key(name: str) -> str:
@@ -52,8 +74,10 @@ class AdapterModule(pl.LightningModule):
         self.model = model
         self.optim = dict(optim)
         self.test_names = list(test_names) if test_names else ["test"]
-        self.test_values = nn.ModuleDict({_metric_key(n): CatMetric() for n in self.test_names})
-        self.test_labels = nn.ModuleDict({_metric_key(n): CatMetric() for n in self.test_names})
+        # nan_strategy "disable": a NaN is kept (torchmetrics' default drops it with a warning), so that it can
+        # never vanish from a mean; _check_outputs refuses it first anyway.
+        self.test_values = nn.ModuleDict({_metric_key(n): CatMetric(nan_strategy="disable") for n in self.test_names})
+        self.test_labels = nn.ModuleDict({_metric_key(n): CatMetric(nan_strategy="disable") for n in self.test_names})
         self.test_metrics: dict[str, float] = {}
         self.samples_seen = 0
 
@@ -69,6 +93,17 @@ class AdapterModule(pl.LightningModule):
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"training loss is {loss.item()} at step {self.global_step} "
                                      f"(lr {self.optim['lr']}); lower optim.lr or check the data")
+
+    def _check_outputs(self, split: str, outputs: torch.Tensor, what: str = "outputs") -> None:
+        """Raise :class:`NonFiniteOutputError` when any of ``outputs`` (a validation or test batch's) is not finite.
+
+        A NaN prediction would otherwise be scored as some class (``argmax`` of NaN logits) or be dropped from
+        a mean: the run diverged, and is recorded as failed rather than as a number."""
+        bad = count_non_finite(outputs)
+        if bad:
+            where = f"epoch {self.current_epoch}" if split == "val" else "the tested adapter"
+            raise NonFiniteOutputError(f"{split} {what} are NaN or infinite ({bad} of {outputs.numel()} values, "
+                                       f"{where}, optim.lr={self.optim['lr']}): the run diverged; lower optim.lr")
 
     def _record_test(self, dataloader_idx: int, values: torch.Tensor, labels: torch.Tensor | None) -> None:
         key = _metric_key(self.test_names[dataloader_idx])
@@ -87,9 +122,13 @@ class AdapterModule(pl.LightningModule):
             key = _metric_key(name)
             if not self.test_values[key].update_called:
                 continue
-            scores[name] = self.test_values[key].compute().mean().item() * self.test_scale
+            values = torch.as_tensor(self.test_values[key].compute()).float()  # a list when nothing was kept
+            if values.numel() == 0 or count_non_finite(values):
+                raise NonFiniteOutputError(f"test/{self.metric}/{name}: {count_non_finite(values)} of {values.numel()} "
+                                           "per-sample scores are NaN or infinite; the run diverged")
+            scores[name] = values.mean().item() * self.test_scale
             if self.test_labels[key].update_called:
-                labels = self.test_labels[key].compute().long().flatten()
+                labels = torch.as_tensor(self.test_labels[key].compute()).long().flatten()
                 majorities[name] = (torch.bincount(labels).max() / labels.numel()).item()
         if not scores:
             return
@@ -113,12 +152,15 @@ class ClassificationModule(AdapterModule):
     def forward(self, inputs: Any) -> torch.Tensor:
         return self.model(inputs)
 
-    def _step(self, batch: tuple[Any, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _step(self, batch: tuple[Any, torch.Tensor], split: str = "train") -> tuple[torch.Tensor, torch.Tensor,
+                                                                                    torch.Tensor]:
         inputs, labels = batch
         if self.training and getattr(self.model, "uses_batch_prompts", False):  # CLIP clip_loss=batch_prompts
             loss, predicted = self.model.batch_prompt_loss(inputs, labels)
             return loss, predicted == labels, labels
         logits = self(inputs)
+        if split != "train":
+            self._check_outputs(split, logits, "logits")
         loss = F.cross_entropy(logits.float(), labels)
         return loss, logits.argmax(dim=-1) == labels, labels
 
@@ -131,13 +173,13 @@ class ClassificationModule(AdapterModule):
         return loss
 
     def validation_step(self, batch: tuple[Any, torch.Tensor], batch_idx: int) -> None:
-        loss, correct, labels = self._step(batch)
+        loss, correct, labels = self._step(batch, "val")
         self.log("val/loss", loss, on_epoch=True, sync_dist=True, batch_size=labels.numel())
         self.log("val/acc", correct.float().mean(), on_epoch=True, prog_bar=True, sync_dist=True,
                  batch_size=labels.numel())
 
     def test_step(self, batch: tuple[Any, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
-        _, correct, labels = self._step(batch)
+        _, correct, labels = self._step(batch, "test")
         self._record_test(dataloader_idx, correct, labels)
 
 
@@ -205,7 +247,9 @@ class CausalLMModule(AdapterModule):
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         size = len(batch["answers"])
-        self.log("val/loss", self(batch).loss, on_epoch=True, sync_dist=True, batch_size=size)
+        loss = self(batch).loss
+        self._check_outputs("val", loss, "loss")
+        self.log("val/loss", loss, on_epoch=True, sync_dist=True, batch_size=size)
         if not self.val_generate:
             return
         self.log("val/acc", self._correct(batch, None).mean(), on_epoch=True, prog_bar=True, sync_dist=True,
@@ -249,10 +293,13 @@ class RegressionModule(AdapterModule):
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
         squared = (self(x) - y).pow(2).sum(-1)
+        self._check_outputs("val", squared, "squared errors")
         self.log("val/loss", squared.mean() / y.shape[-1], on_epoch=True, sync_dist=True, batch_size=len(x))
         self.log("val/rel_error", squared.mean() / self.baseline_mse["val"], on_epoch=True, prog_bar=True,
                  sync_dist=True, batch_size=len(x))
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         x, y = batch
-        self._record_test(dataloader_idx, (self(x) - y).pow(2).sum(-1), None)
+        squared = (self(x) - y).pow(2).sum(-1)
+        self._check_outputs("test", squared, "squared errors")
+        self._record_test(dataloader_idx, squared, None)

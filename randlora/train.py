@@ -222,6 +222,7 @@ def run_training(cfg: DictConfig, info: RunInfo, check: bool = False) -> dict:
     import lightning.pytorch as pl
 
     from randlora.adapters import basis_checksum, count_parameters, save_adapter
+    from randlora.module import check_finite_run
     from randlora.run.results import ADAPTER_FILE, build_result, reset_peak_memory, write_result
     from randlora.run.callbacks import AdapterCheckpoint
     from randlora.utils.instantiate import instantiate_callbacks, instantiate_loggers
@@ -260,6 +261,10 @@ def run_training(cfg: DictConfig, info: RunInfo, check: bool = False) -> dict:
     trainer.fit(run.module, run.loaders.train, run.loaders.val,
                 ckpt_path=None if plan is None else str(plan.checkpoint), weights_only=True)
     fit_seconds = time.perf_counter() - fit_start
+    if plan is None and run.module.samples_seen == 0:
+        raise ConfigError(f"the run trained on no sample (trainer.max_epochs={cfg.trainer.get('max_epochs')}, "
+                          f"trainer.limit_train_batches={cfg.trainer.get('limit_train_batches')}): nothing to record "
+                          "as a trained result; allowed is at least one training batch")
 
     # Test the best-validation adapter, unless validation *is* the test set (few-shot without a val split):
     # then the final one, so that the test set never selects the model. The tested adapter is the saved one.
@@ -275,6 +280,7 @@ def run_training(cfg: DictConfig, info: RunInfo, check: bool = False) -> dict:
         trainer.test(run.module, run.loaders.test, verbose=False)
 
     metrics = with_task_baseline(_metrics(history, run.module), run.data)
+    check_finite_run(run.backbone, metrics, cfg.optim.lr)
     trainable, total = count_parameters(run.backbone)
     result = build_result(
         cfg, run_id=info.run_id, started=info.started, metrics=metrics,

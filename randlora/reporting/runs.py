@@ -7,6 +7,12 @@ A run folder ``<task>/<backbone>/<adapter>/<run-id>/`` holding no ``result.json`
 Smoke runs (``"debug": "fast"`` in the file, from ``debug=fast``) are left out unless asked for
 (``collect(include_debug=True)``, ``aggregate.py --include-debug``); the frame's ``attrs["debug_left_out"]``
 counts them.
+Runs write ``ok``, ``failed`` or ``interrupted`` (stopped by a signal; ``resume=true`` continues it).
+
+Re-runs of one configuration with the same seeds are one replicate, not several: of the runs whose stored configs
+are identical (where they write aside) with the same ``seed`` and ``basis_seed``, the latest (``started``, then
+the run id) keeps its status and the others become ``duplicate`` rows naming the one kept, so a ± never comes
+from re-runs of one seed.
 
 Columns: the configuration keys ``KEY_COLUMNS``, ``seed``/``basis_seed``, ``INFO_COLUMNS``, the measurements
 ``VALUE_COLUMNS``, then one column per metric named as in the file (``test/acc``, ``test/acc/boolq``). Metric
@@ -36,7 +42,8 @@ from randlora.utils.config import flatten_config
 
 SCHEMA_VERSION = 1
 RESULT_FILE = "result.json"
-STATUSES = ("ok", "failed", "corrupt", "incomplete")  # the first two are written by runs, the others found here
+RUN_STATUSES = ("ok", "failed", "interrupted")  # written by runs
+STATUSES = (*RUN_STATUSES, "duplicate", "corrupt", "incomplete")  # the last three are found here
 KEY_COLUMNS = ["task", "subtask", "dataset", "regime", "train_set", "backbone", "adapter", "basis", "scaling",
                "targets", "rank", "alpha", "num_bases", "budget", "lr", "lr_ratio"]
 REPLICATE_COLUMNS = ["seed", "basis_seed"]
@@ -56,8 +63,10 @@ CONFIG_KEYS = {"dataset": "task.dataset", "train_set": "task.train_set", "basis"
                "scaling": "adapter.scaling", "targets": "adapter.targets", "num_bases": "adapter.num_bases"}
 # config entries that legitimately differ between the seeds of one configuration (where a run writes,
 # whether it resumed or keeps its last checkpoint)
-PER_RUN_CONFIG = re.compile(r"^paths\.|^hydra\.|seed|(^|[._])(output_)?dir(path)?$|^run_id$"
-                            r"|^resume$|^callbacks\.resume_checkpoint\.")  # checkpointing does not change a result
+WHERE_A_RUN_WRITES = (r"^paths\.|^hydra\.|(^|[._])(output_)?dir(path)?$|^run_id$"
+                      r"|^resume$|^callbacks\.resume_checkpoint\.")  # checkpointing does not change a result
+PER_RUN_CONFIG = re.compile(WHERE_A_RUN_WRITES + "|seed")
+NOT_IDENTITY = re.compile(WHERE_A_RUN_WRITES)  # what may differ between two re-runs of one seed
 
 
 class CorruptResultError(ValueError):
@@ -79,8 +88,8 @@ def _schema_problem(result: Any) -> str | None:
         return f"top level must be a JSON object, got {type(result).__name__}"
     if result.get("schema") != SCHEMA_VERSION:
         return f"schema {result.get('schema')!r} is not supported (this reader knows schema {SCHEMA_VERSION})"
-    if result.get("status") not in ("ok", "failed"):
-        return f"status {result.get('status')!r} is not one of ['ok', 'failed']"
+    if result.get("status") not in RUN_STATUSES:
+        return f"status {result.get('status')!r} is not one of {list(RUN_STATUSES)}"
     for kind, names in FIELD_KINDS.items():
         for name in names:
             if result.get(name) is None and name in REQUIRED_FIELDS:
@@ -103,7 +112,7 @@ def read_result(path: Path | str) -> dict[str, Any]:
     """The parsed ``result.json`` at ``path``; :class:`CorruptResultError` if it must not be used.
 
     Refused: unreadable or empty files, invalid or truncated JSON, and anything :func:`_schema_problem` finds:
-    a schema other than 1, a status other than ok/failed, no ``task``/``backbone``/``adapter``, a field of the
+    a schema other than 1, a status other than ok/failed/interrupted, no ``task``/``backbone``/``adapter``, a field of the
     wrong type (``FIELD_KINDS``; null is allowed), a metric name without ``/``, non-numeric metrics or params,
     NaN/Inf metrics in a run marked ok.
     """
@@ -178,6 +187,26 @@ def _mark_config_differences(rows: list[dict[str, Any]], configs: dict[int, dict
             rows[index]["config_differs"] = ",".join(differing) or None
 
 
+def _mark_duplicates(rows: list[dict[str, Any]], configs: dict[int, dict[str, str]], keys: list[str]) -> None:
+    """Turn all but the latest run of each (configuration, seed, basis_seed, stored config) into ``duplicate``."""
+    groups: dict[tuple, list[int]] = {}
+    for index, flat in configs.items():
+        identity = tuple(as_key(rows[index].get(k)) for k in keys + REPLICATE_COLUMNS)
+        stored = tuple(sorted((name, value) for name, value in flat.items() if not NOT_IDENTITY.search(name)))
+        groups.setdefault((identity, stored), []).append(index)
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        ordered = sorted(members, key=lambda i: (str(rows[i].get("started") or ""), str(rows[i].get("run_id") or ""),
+                                                 rows[i]["path"]))
+        kept = rows[ordered[-1]]
+        for index in ordered[:-1]:
+            row = rows[index]
+            row["error"] = (f"duplicate of {kept['path']} (same config and seed, started later; the {row['status']} "
+                            "result here is not counted)")
+            row["status"] = "duplicate"
+
+
 def _keys_from_path(run_dir: Path, runs_dir: Path) -> dict[str, str]:
     """task[/dataset]/backbone/adapter/run_id from the ``<task>[-<dataset>]/<backbone>/<adapter>/<run-id>/`` layout,
     where it holds."""
@@ -223,6 +252,7 @@ def collect(runs_dir: Path | str, config_fields: Mapping[str, str] | None = None
         configs[len(rows)] = flatten_config(result.get("config") or {})
         rows.append(_run_row(result, path, config_fields))
     _mark_config_differences(rows, configs, KEY_COLUMNS + list(config_fields))
+    _mark_duplicates(rows, configs, KEY_COLUMNS + list(config_fields))
     for run_dir in sorted(runs_dir.glob("*/*/*/*")):
         if run_dir.is_dir() and not any(run_dir.rglob(RESULT_FILE)):
             rows.append({**_keys_from_path(run_dir, runs_dir), "status": "incomplete", "path": str(run_dir),
@@ -248,12 +278,12 @@ def typed(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def status_counts(runs: pd.DataFrame) -> dict[str, int]:
-    """How many runs have each status, all four listed (zeros included)."""
+    """How many runs have each status, all of ``STATUSES`` listed (zeros included)."""
     return {status: int((runs["status"] == status).sum()) for status in STATUSES}
 
 
 def failures(runs: pd.DataFrame) -> pd.DataFrame:
-    """The runs that are not ok (failed, corrupt, incomplete) with their configuration, error and path."""
+    """The runs that are not ok (failed, interrupted, duplicate, corrupt, incomplete): configuration, error, path."""
     columns = ["status", "task", "backbone", "adapter", "rank", "lr", "lr_ratio", "seed", "error", "path"]
     return runs.loc[runs["status"] != "ok", columns].reset_index(drop=True)
 

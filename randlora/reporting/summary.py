@@ -1,10 +1,11 @@
 """Summarise the runs table over seeds, and choose what a table cell or plot point reports.
 
 :func:`summarise` gives one row per configuration (every key column of :func:`key_columns`): ``<col>:mean`` and
-``<col>:std`` (ddof=1, NaN below two seeds) over the ``ok`` runs only, ``n`` of them, ``n_failed`` failed runs
-that are counted but never averaged, and the ``seeds`` used. A configuration with only failed runs has
-``status == "failed"`` and n = 0; corrupt and incomplete runs have no trustworthy configuration and are listed by
-:func:`~randlora.reporting.runs.failures` instead. An expected grid adds ``status == "missing"`` rows for
+``<col>:std`` (ddof=1, NaN below two seeds) over the ``ok`` runs only, ``n`` of them, ``n_failed`` failed or
+interrupted runs that are counted but never averaged, and the ``seeds`` used. A configuration with only failed or
+interrupted runs has ``status == "failed"`` and n = 0; duplicate runs (re-runs of a seed, see
+:mod:`randlora.reporting.runs`) are left out, and corrupt and incomplete runs have no trustworthy configuration:
+all three are listed by :func:`~randlora.reporting.runs.failures` instead. An expected grid adds ``status == "missing"`` rows for
 configurations that have no run at all.
 """
 from __future__ import annotations
@@ -53,7 +54,7 @@ def summarise(runs: pd.DataFrame, expected: pd.DataFrame | None = None) -> pd.Da
     keys = key_columns(runs)
     values = [c for c in runs.columns if c in VALUE_COLUMNS or "/" in c]  # measurements and metrics
     columns = keys + COUNT_COLUMNS + [f"{c}:{s}" for c in values for s in ("mean", "std")]
-    usable = runs[runs["status"].isin(["ok", "failed"])]
+    usable = runs[runs["status"].isin(["ok", "failed", "interrupted"])]
     ok = usable["status"] == "ok"
     usable = usable.assign(n=ok.astype(int), n_failed=(~ok).astype(int), seeds=usable["seed"].where(ok))
     usable.loc[~ok, values] = math.nan  # failed runs never enter a mean

@@ -2,7 +2,7 @@
 
 Schema 1 (see docs/ARCHITECTURE.md)::
 
-    {"schema": 1, "status": "ok" | "failed", "error": str | null, "run_id", "started" (ISO time),
+    {"schema": 1, "status": "ok" | "failed" | "interrupted", "error": str | null, "run_id", "started",
      "task", "subtask", "backbone", "adapter", "rank", "alpha", "lr", "lr_ratio", "seed", "basis_seed",
      "budget", "debug" (null, or the debug preset such as "fast"),
      "metrics": {"val/acc_best", "val/acc_final", "test/acc", "test/acc/<subtask>", ...},
@@ -17,6 +17,7 @@ corrupt, never as a result (see :mod:`randlora.reporting.runs`).
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import resource
@@ -39,14 +40,26 @@ VERSIONED_PACKAGES = ("randlora", "torch", "lightning", "transformers", "hydra-c
                       "timm", "open_clip_torch", "safetensors", "peft")
 
 
+def strict_json(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None: strict JSON has no NaN or Infinity."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(item) for item in value]
+    return value
+
+
 def write_json_atomic(path: str | Path, payload: Any) -> Path:
-    """Write ``payload`` as JSON to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    """Write ``payload`` as strict JSON (NaN/Infinity become null: :func:`strict_json`) to ``path`` via a
+    temporary file in the same folder and ``os.replace``; the temporary file is removed if anything fails."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "w") as stream:
-            json.dump(payload, stream, indent=2, default=str)
+            json.dump(strict_json(payload), stream, indent=2, default=str, allow_nan=False)
             stream.write("\n")
             stream.flush()
             os.fsync(stream.fileno())

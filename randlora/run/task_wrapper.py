@@ -1,8 +1,12 @@
 """Record every run, including the ones that crash.
 
 :func:`task_wrapper` wraps a ``task(cfg) -> dict`` function: it fixes the run's id and start time, and if
-the task raises (or is interrupted) it writes ``result.json`` with ``status: failed`` and the error
-before re-raising, so a sweep's failures show up as failed results, never as missing or as ok.
+the task raises it writes ``result.json`` with ``status: failed`` and the error before re-raising, so a
+sweep's failures show up as failed results, never as missing or as ok. A run stopped by a signal (SIGTERM,
+which Lightning turns into ``SIGTERMException``; Ctrl-C) is recorded as ``status: interrupted`` instead: it
+can be continued with ``resume=true``. Either way the run's adapter file and any temporary file it was
+writing are removed (a resumed run restores its best adapter from the checkpoint), so a run that is not ok
+leaves nothing that looks like a trained result.
 
 The error is printed once. In a single run (``python train.py``, or a call outside a Hydra app) whoever
 catches it reports it: the command line's one clear line (:mod:`randlora.utils.cli_errors`) or Hydra's
@@ -43,12 +47,39 @@ class RunInfo:
 def describe_error(error: BaseException) -> str:
     """``Type: message`` of an exception, for result files and summaries."""
     message = str(error).strip()
+    if is_interruption(error) and (not message or message.isdigit()):  # SIGTERMException(), Lightning's exit(1)
+        signal_name = "SIGTERM" if type(error).__name__ == "SIGTERMException" else "Ctrl-C or an exit request"
+        message = f"stopped by {signal_name}; continue it with resume=true"
     return f"{type(error).__name__}: {message}" if message else type(error).__name__
 
 
+INTERRUPTED, FAILED = "interrupted", "failed"
+
+
+def is_interruption(error: BaseException) -> bool:
+    """A signal stopped the run (SIGTERM, Ctrl-C), as opposed to an error in it."""
+    return isinstance(error, (KeyboardInterrupt, SystemExit))
+
+
+def remove_partial_files(run_dir: Path) -> list[Path]:
+    """Delete the adapter file of a run that is not ok, and the ``.*.tmp`` files it was writing; return them."""
+    from randlora.run.results import ADAPTER_FILE
+
+    removed = []
+    for path in [run_dir / ADAPTER_FILE, *run_dir.glob(".*.tmp"), *run_dir.glob("checkpoints/.*.tmp")]:
+        try:
+            path.unlink()
+            removed.append(path)
+        except FileNotFoundError:
+            pass
+        except OSError as error:
+            log.warning("could not remove %s: %s", path, describe_error(error))
+    return removed
+
+
 def task_wrapper(task: Callable[..., dict]) -> Callable[..., dict]:
-    """Give ``task`` a :class:`RunInfo`; on any exception write a failed result, then re-raise. Keyword
-    arguments pass through: ``wrapped(cfg, **kwargs)`` calls ``task(cfg, info, **kwargs)``."""
+    """Give ``task`` a :class:`RunInfo`; on any exception write a failed (or interrupted) result, then re-raise.
+    Keyword arguments pass through: ``wrapped(cfg, **kwargs)`` calls ``task(cfg, info, **kwargs)``."""
 
     @functools.wraps(task)
     def wrapped(cfg: DictConfig, **kwargs) -> dict:
@@ -60,8 +91,10 @@ def task_wrapper(task: Callable[..., dict]) -> Callable[..., dict]:
         try:
             return task(cfg, run, **kwargs)
         except BaseException as error:
+            remove_partial_files(run.run_dir)
             try:
-                result = build_result(cfg, run_id=run.run_id, started=run.started, status="failed",
+                status = INTERRUPTED if is_interruption(error) else FAILED
+                result = build_result(cfg, run_id=run.run_id, started=run.started, status=status,
                                       error=describe_error(error), wall_time_s=run.elapsed())
                 path = write_result(run.run_dir, result)
                 if in_single_run():

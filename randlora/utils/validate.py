@@ -64,9 +64,16 @@ RULES: list[tuple[str, bool, Callable[[Any], bool], str]] = [
     ("optim.schedule", True, one_of(SCHEDULES), f"one of {', '.join(SCHEDULES)}"),
     ("optim.grad_clip", False, optional(number_above(0)), "a number > 0 or null"),
     ("optim.accumulate_grad_batches", True, int_at_least(1), "an integer >= 1"),
+    ("optim.eps", False, number_above(0), "a number > 0 (e.g. 1e-8)"),
+    ("optim.min_lr_ratio", False, lambda v: _is_number(v) and 0 <= v <= 1, "a number in [0, 1]"),
     ("loader.batch_size", True, int_at_least(1), "an integer >= 1"),
     ("loader.eval_batch_size", True, int_at_least(1), "an integer >= 1"),
     ("loader.num_workers", True, int_at_least(0), "an integer >= 0"),
+    # a run that trains nothing is refused: it would be recorded as a trained result
+    ("trainer.max_epochs", False, optional(int_at_least(1)), "an integer >= 1, or null for the task's paper epochs"),
+    ("trainer.max_steps", False, lambda v: v == -1 or int_at_least(1)(v), "-1 (no step limit) or an integer >= 1"),
+    ("trainer.limit_train_batches", False, optional(lambda v: int_at_least(1)(v) or (
+        isinstance(v, float) and 0 < v <= 1)), "an integer >= 1 (batches), a fraction in (0, 1] or null"),
     ("budget", False, optional(int_at_least(1)), "a trainable-parameter count >= 1 or null"),
     ("save_full_weights", False, lambda v: isinstance(v, bool), "true or false"),
     ("resume", False, lambda v: v is None or isinstance(v, bool) or (isinstance(v, str) and v.strip() != ""),
@@ -115,8 +122,13 @@ def check_libraries(cfg: DictConfig) -> None:
 
 
 def validate_config(cfg: DictConfig) -> None:
-    """Raise :class:`ConfigError` for the first rule in :data:`RULES` or :data:`EXCLUSIVE` that ``cfg`` breaks,
-    then for the first problem the adapter and backbone libraries find in their nodes."""
+    """Raise :class:`ConfigError` for an unknown key of a closed group (:mod:`randlora.utils.schema`), then for
+    the first rule in :data:`RULES` or :data:`EXCLUSIVE` that ``cfg`` breaks, then for the first problem the
+    adapter and backbone libraries find in their nodes."""
+    from randlora.utils.schema import check_closed_groups
+
+    if problem := check_closed_groups(cfg):
+        raise ConfigError(problem)
     for key, required, check, allowed in RULES:
         value = _select(cfg, key)
         if value is _ABSENT:
