@@ -59,6 +59,12 @@ def _tampered_adapter(source: Path, target: Path, **metadata: str) -> Path:
     return target
 
 
+def _adapter_config(run_dir: Path) -> dict:
+    from randlora.adapters.save import read_adapter_metadata
+
+    return json.loads(read_adapter_metadata(run_dir / "adapter.safetensors")["adapter_config"])
+
+
 def _copy_run(run_dir: Path, target: Path, adapter_name: str = "adapter.safetensors") -> Path:
     target.mkdir(parents=True, exist_ok=True)
     (target / "result.json").write_text((run_dir / "result.json").read_text())
@@ -97,12 +103,17 @@ def _table(data: Path, trained: Path) -> list[BadInput]:
     other_bases = _tampered_adapter(trained / "adapter.safetensors", data / "other_bases" / "adapter.safetensors",
                                     basis_checksum="sha256:" + "1" * 64)
     _copy_run(trained, other_bases.parent, adapter_name="")
+    lora_file = _tampered_adapter(trained / "adapter.safetensors", data / "other_config" / "adapter.safetensors",
+                                  adapter_config=json.dumps({**_adapter_config(trained), "name": "lora", "rank": 8}))
+    _copy_run(trained, lora_file.parent, adapter_name="")
     truncated = _copy_run(trained, data / "truncated_result")
     (truncated / "result.json").write_text((trained / "result.json").read_text()[:200])
 
     tweets = ("backbone=tiny_bert", f"task.path={csv}", "task.train_size=40", "task.val_size=16",
               "task.test_size=16")
     fewshot = ("backbone=tiny_vit", "task=fewshot", "task.dataset=eurosat", f"task.root={images}")
+    synthetic = ("backbone=synthetic_mlp", "task=synthetic_fullrank", "task.train_size=64", "task.val_size=32",
+                 "task.test_size=32")
     llm = ("backbone=tiny_llama", "task=commonsense", f"task.test_root={test_root}", "task.tasks=[boolq]",
            "task.val_size=2", "optim=adamw_llm", "adapter=lora", "adapter.rank=2")
     return [
@@ -133,6 +144,29 @@ def _table(data: Path, trained: Path) -> list[BadInput]:
         BadInput("nan_loss", (*tweets, "adapter=lora", "optim.lr=1e30", "optim.grad_clip=null",
                               "trainer.limit_train_batches=6"),
                  ("Training diverged: training loss is", "lower optim.lr")),
+        BadInput("diverged", (*synthetic, "optim.lr=1e6"),
+                 ("Training diverged: val squared errors are NaN or infinite", "optim.lr=1000000.0", "lower optim.lr")),
+        BadInput("all_nan_outputs", (*synthetic, "optim.lr=1e30", "optim.grad_clip=null", "optim.warmup_steps=0",
+                                     "trainer.limit_train_batches=1"),
+                 ("Training diverged: val squared errors are NaN or infinite", "lower optim.lr")),
+        BadInput("trains_nothing_max_epochs", (*synthetic, "trainer.max_epochs=0"),
+                 ("trainer.max_epochs=0 is invalid", "an integer >= 1")),
+        BadInput("trains_nothing_no_batches", (*synthetic, "trainer.limit_train_batches=0"),
+                 ("trainer.limit_train_batches=0 is invalid", "an integer >= 1 (batches)")),
+        BadInput("negative_max_epochs", (*synthetic, "trainer.max_epochs=-1"),
+                 ("trainer.max_epochs=-1 is invalid", "an integer >= 1")),
+        BadInput("eps_not_a_number", (*synthetic, "optim.eps=abc"), ("optim.eps='abc' is invalid", "a number > 0")),
+        BadInput("min_lr_ratio_not_a_number", (*synthetic, "optim.min_lr_ratio=abc"),
+                 ("optim.min_lr_ratio='abc' is invalid", "a number in [0, 1]")),
+        BadInput("unknown_optim_key", (*synthetic, "+optim.learning_rate=0.5"),
+                 ("optim.learning_rate is not a key of optim: did you mean optim.lr?",)),
+        BadInput("unknown_task_key", (*synthetic, "+task.trian_size=8"),
+                 ("task.trian_size is not a key of task: did you mean task.train_size?",)),
+        BadInput("unknown_loader_key", (*synthetic, "+loader.batchsize=2"),
+                 ("loader.batchsize is not a key of loader: did you mean loader.batch_size?",)),
+        BadInput("eval_adapter_of_another_config", (f"adapter_path={lora_file}",),
+                 (str(lora_file), "holds a different adapter than the model's", "'name': ('lora', 'randlora')",
+                  "'rank': (8, 4)"), script="eval.py"),
         BadInput("eval_adapter_of_another_base_model", (f"adapter_path={other_base}",),
                  (str(other_base), "another base model"), script="eval.py"),
         BadInput("eval_basis_checksum_mismatch", (f"adapter_path={other_bases}",),
@@ -162,12 +196,18 @@ def _table(data: Path, trained: Path) -> list[BadInput]:
 
 # Cheap rows (Hydra composition errors) and one of each kind of failure run by default; the rest are slow
 # because each subprocess spends ~8 s of CPU importing torch and Lightning.
-FAST_CASES = ["unknown_local", "fewshot_without_dataset", "paths_and_names_reported_together", "rank_zero", "unknown_adapter_option", "unknown_task", "unknown_backbone", "missing_data_path",
-              "malformed_commonsense_record", "eval_basis_checksum_mismatch", "nan_loss"]
-SLOW_CASES = ["synthetic_task_without_its_network", "hub_weights_unavailable", "rank_not_an_integer", "lr_not_a_number", "negative_alpha", "negative_lr_ratio",
+FAST_CASES = ["unknown_local", "fewshot_without_dataset", "paths_and_names_reported_together", "rank_zero",
+              "unknown_adapter_option", "unknown_task", "unknown_backbone", "missing_data_path",
+              "malformed_commonsense_record", "eval_basis_checksum_mismatch", "nan_loss", "diverged",
+              "unknown_optim_key"]
+SLOW_CASES = ["synthetic_task_without_its_network", "hub_weights_unavailable", "rank_not_an_integer",
+              "lr_not_a_number", "negative_alpha", "negative_lr_ratio",
               "unknown_adapter_name", "shots_and_fraction", "dropout_out_of_range", "unknown_basis",
               "targets_match_nothing", "eval_adapter_of_another_base_model", "eval_truncated_result",
-              "resume_missing_checkpoint", "resume_checkpoint_of_another_adapter", "resume_not_a_checkpoint"]
+              "resume_missing_checkpoint", "resume_checkpoint_of_another_adapter", "resume_not_a_checkpoint",
+              "all_nan_outputs", "trains_nothing_max_epochs", "trains_nothing_no_batches", "negative_max_epochs",
+              "eps_not_a_number", "min_lr_ratio_not_a_number", "unknown_task_key", "unknown_loader_key",
+              "eval_adapter_of_another_config"]
 
 
 @pytest.fixture(scope="module")

@@ -179,7 +179,8 @@ def test_read_result_accepts_failed_run_with_nan_metric(tmp_path):
 
 def test_collect_one_row_per_run_with_statuses(runs):
     counts = rio.status_counts(runs)
-    assert counts == {"ok": 18 + 12 + 8 + 16 + 1 + 12, "failed": 3, "corrupt": 1, "incomplete": 1}
+    assert counts == {"ok": 18 + 12 + 8 + 16 + 1 + 12, "failed": 3, "interrupted": 0, "duplicate": 0, "corrupt": 1,
+                      "incomplete": 1}
     for column in ["task", "subtask", "backbone", "adapter", "rank", "budget", "lr", "lr_ratio", "seed",
                    "basis_seed", "status", "error", "trainable", "total", "peak_memory_mb", "wall_time_s", "path",
                    "test/acc", "val/acc_best", "test/acc/boolq", "test/rel_error"]:
@@ -510,7 +511,7 @@ def test_pipeline_as_commands(runs_dir, tmp_path):
     grid = tmp_path / "expected.csv"
     grid.write_text("task,adapter,rank\ntweets,nola,8\ntweets,lora,8\n")
     done = _run("scripts/aggregate.py", str(runs_dir), "--out-dir", str(out), "--expected", str(grid))
-    assert "67 ok, 3 failed, 1 corrupt, 1 incomplete" in done.stdout
+    assert "67 ok, 3 failed, 0 interrupted, 0 duplicate, 1 corrupt, 1 incomplete" in done.stdout
     assert "loss is NaN at step 12" in done.stdout and "[corrupt]" in done.stdout
     assert "1 expected ones missing" in done.stdout and "'adapter': 'nola'" in done.stdout
     assert len(pd.read_csv(out / "summary.csv")) == 72

@@ -4,9 +4,9 @@
 the task raises it writes ``result.json`` with ``status: failed`` and the error before re-raising, so a
 sweep's failures show up as failed results, never as missing or as ok. A run stopped by a signal (SIGTERM,
 which Lightning turns into ``SIGTERMException``; Ctrl-C) is recorded as ``status: interrupted`` instead: it
-can be continued with ``resume=true``. Either way the run's adapter file and any temporary file it was
-writing are removed (a resumed run restores its best adapter from the checkpoint), so a run that is not ok
-leaves nothing that looks like a trained result.
+can be continued with ``resume=true``. Either way any temporary file the run was writing (``.*.tmp``: an
+adapter, a checkpoint, a result) is removed; its adapter file, if one was saved, stays beside the non-ok
+result, which ``eval.py`` refuses to evaluate.
 
 The error is printed once. In a single run (``python train.py``, or a call outside a Hydra app) whoever
 catches it reports it: the command line's one clear line (:mod:`randlora.utils.cli_errors`) or Hydra's
@@ -62,11 +62,9 @@ def is_interruption(error: BaseException) -> bool:
 
 
 def remove_partial_files(run_dir: Path) -> list[Path]:
-    """Delete the adapter file of a run that is not ok, and the ``.*.tmp`` files it was writing; return them."""
-    from randlora.run.results import ADAPTER_FILE
-
+    """Delete the ``.*.tmp`` files a failed run was writing (in its folder and ``checkpoints/``); return them."""
     removed = []
-    for path in [run_dir / ADAPTER_FILE, *run_dir.glob(".*.tmp"), *run_dir.glob("checkpoints/.*.tmp")]:
+    for path in [*run_dir.glob(".*.tmp"), *run_dir.glob("checkpoints/.*.tmp")]:
         try:
             path.unlink()
             removed.append(path)
