@@ -98,7 +98,7 @@ def test_non_finite_weights_or_metrics_fail_the_run():
 
 
 def test_result_files_are_strict_json(tmp_path):
-    from randlora.results import write_json_atomic
+    from randlora.run.results import write_json_atomic
 
     path = write_json_atomic(tmp_path / "r.json", {"metrics": {"val/x": math.inf, "ok": 1.0}, "l": [math.nan]})
     assert strict_json(path) == {"metrics": {"val/x": None, "ok": 1.0}, "l": [None]}
@@ -177,7 +177,7 @@ def _write_run(root: Path, run_id: str, seed: int, started: str, status: str = "
 
     from omegaconf import OmegaConf
 
-    from randlora.results import build_result, write_result
+    from randlora.run.results import build_result, write_result
 
     cfg = OmegaConf.create({"seed": seed, "task": {"name": "tweets", "train_size": 64},
                             "backbone": {"name": "minilm"}, "optim": {"lr": 1e-3},
