@@ -110,9 +110,11 @@ def evaluate(cfg: DictConfig) -> dict:
 @hydra.main(version_base="1.3", config_path=str(CONFIGS_DIR), config_name="eval")
 def hydra_main(cfg: DictConfig) -> None:
     """Evaluate (:func:`check_eval` already ran in Hydra's callback, before the folder was made)."""
+    from randlora.run.interrupt import exit_on_interrupt
     from randlora.utils.cli_errors import exit_on_user_error
 
-    with exit_on_user_error(log):  # bad input: one clear line and exit status 2, no traceback
+    # bad input: one clear line and exit status 2, no traceback; SIGTERM / Ctrl-C: exit 143 / 130
+    with exit_on_user_error(log), exit_on_interrupt(log, lambda: "nothing was written; run the evaluation again"):
         evaluate(cfg)
 
 

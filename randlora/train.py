@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from pathlib import Path
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -311,9 +312,11 @@ def _objective(cfg: DictConfig, result: dict) -> float | None:
 def hydra_main(cfg: DictConfig) -> float | None:
     """Train one config (or each job of a ``-m`` sweep). A single run was checked by Hydra's callback
     (configs/train.yaml: ``hydra.callbacks.check_run``) before its folder was made; a sweep job checks here."""
+    from randlora.run.interrupt import exit_on_interrupt
     from randlora.utils.cli_errors import exit_on_user_error, in_single_run
 
-    with exit_on_user_error(log):  # bad input: one clear line and exit status 2, no traceback
+    # bad input: one clear line and exit status 2, no traceback; SIGTERM / Ctrl-C: exit 143 / 130, how to resume
+    with exit_on_user_error(log), exit_on_interrupt(log, lambda: how_to_continue(cfg)):
         result = run_training(cfg, check=not in_single_run())
     return _objective(cfg, result)
 
@@ -329,6 +332,23 @@ def main() -> float | None:
 
 TRAIN_GROUPS = ("backbone", "adapter", "task", "optim", "trainer", "logger", "callbacks", "paths", "experiment",
                 "sweep", "debug", "local")
+
+
+def how_to_continue(cfg: DictConfig) -> str:
+    """Where an interrupted run is recorded and the command that continues it (``resume=true``)."""
+    from randlora.run.interrupt import resume_command
+    from randlora.run.resume import CHECKPOINT_DIR, LAST_CHECKPOINT
+    from randlora.utils.cli_errors import in_single_run
+
+    run_dir = Path(str(cfg.paths.output_dir))
+    checkpoint = run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
+    command = resume_command()
+    if not in_single_run():  # a sweep: jobs that finished have nothing to resume, new ones start afresh
+        command = command.replace("resume=true", "resume=auto")
+    if not checkpoint.is_file():
+        return f"{run_dir} had no checkpoint yet (interrupted in its first epoch); run the command again without resume"
+    return f"recorded in {run_dir / 'result.json'}; continue from {checkpoint} with: {command}"
+
 
 if __name__ == "__main__":
     main()

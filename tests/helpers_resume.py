@@ -58,12 +58,13 @@ def train_command(root: Path, overrides: Sequence[str]) -> list[str]:
     return [sys.executable, str(REPO_ROOT / "train.py"), *overrides, f"paths.root_dir={root}"]
 
 
-def start_training(root: Path, overrides: Sequence[str]) -> subprocess.Popen:
-    """``python train.py`` with results under ``root``; output to ``root/stdout.txt``."""
+def start_training(root: Path, overrides: Sequence[str], env: dict[str, str] | None = None,
+                   log: str = "stdout.txt") -> subprocess.Popen:
+    """``python train.py`` with results under ``root``; output to ``root/<log>``."""
     root.mkdir(parents=True, exist_ok=True)
-    log = open(root / "stdout.txt", "w")  # noqa: SIM115 -- closed by the child's exit; the test reads it later
-    return subprocess.Popen(train_command(root, overrides), stdout=log, stderr=subprocess.STDOUT, cwd=root,
-                            env=cli_env())
+    stream = open(root / log, "w")  # noqa: SIM115 -- closed by the child's exit; the test reads it later
+    return subprocess.Popen(train_command(root, overrides), stdout=stream, stderr=subprocess.STDOUT, cwd=root,
+                            env=env or cli_env())
 
 
 def run_folders(root: Path) -> list[Path]:

@@ -1,4 +1,4 @@
-"""Resume an interrupted training run: ``python train.py ... resume=true`` or ``resume=<path to a .ckpt>``.
+"""Resume an interrupted training run: ``python train.py ... resume=true|auto`` or ``resume=<path to a .ckpt>``.
 
 Writing. :class:`ResumeCheckpoint` (``callbacks.resume_checkpoint``) writes ``<run>/checkpoints/last.ckpt``
 at the end of every training epoch (after that epoch's validation), and ``<run>/checkpoints/config.json``
@@ -29,6 +29,8 @@ Resolving ``resume`` (:func:`plan_resume`):
 - ``true``: among the sibling run folders of this run (``results/runs/<task>/<backbone>/<adapter>/*``), the
   one whose ``checkpoints/last.ckpt`` is newest, whose stored config fingerprint equals this config's and
   whose ``result.json`` is not ``ok`` (missing after a kill, ``failed`` after an interrupt or a crash);
+- ``auto``: as ``true`` when there is such a run, else a new run (for jobs that a scheduler may requeue or
+  that a sweep repeats: the same command line works before and after an interruption);
 - a path: that file, which must exist.
 
 Loading. :func:`check_checkpoint` opens the file with ``torch.load(weights_only=True)`` (no code from the
@@ -233,11 +235,14 @@ class ResumeCheckpoint(pl.Callback):
         self._pending_rng = state_dict.get("rng")
 
     def discard(self) -> None:
-        """Unless ``keep_last``: delete the checkpoint folder's files (called once the run has an ok result)."""
+        """Unless ``keep_last``: delete the checkpoint folder's files and the run's SLURM-requeue checkpoints
+        (Lightning's ``hpc_ckpt_*.ckpt``), once the run has an ok result."""
         if self.keep_last:
             return
         for name in (LAST_CHECKPOINT, CONFIG_FILE, f".{LAST_CHECKPOINT}.tmp"):
             (self.dirpath / name).unlink(missing_ok=True)
+        for hpc in self.dirpath.parent.glob("hpc_ckpt_*.ckpt"):  # Lightning's SLURM requeue saves (full model)
+            hpc.unlink(missing_ok=True)
         if self.dirpath.is_dir() and not any(self.dirpath.iterdir()):
             self.dirpath.rmdir()
 
@@ -291,6 +296,13 @@ def plan_resume(cfg: DictConfig, run_dir: Path, fingerprint: tuple[str, dict]) -
     value = cfg.get("resume")
     if value is None or value is False:
         return None
+    if value == "auto":  # a requeued or repeated job: continue the interrupted run if there is one
+        try:
+            old_run = newest_interrupted_run(run_dir.parent, fingerprint, exclude=run_dir)
+        except FileNotFoundError:
+            log.info("resume=auto: no interrupted run of this config in %s; starting afresh", run_dir.parent)
+            return None
+        return ResumePlan(_checkpoint_of(old_run), old_run)
     if value is True:
         old_run = newest_interrupted_run(run_dir.parent, fingerprint, exclude=run_dir)
         return ResumePlan(_checkpoint_of(old_run), old_run)

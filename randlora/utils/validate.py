@@ -77,7 +77,8 @@ RULES: list[tuple[str, bool, Callable[[Any], bool], str]] = [
     ("budget", False, optional(int_at_least(1)), "a trainable-parameter count >= 1 or null"),
     ("save_full_weights", False, lambda v: isinstance(v, bool), "true or false"),
     ("resume", False, lambda v: v is None or isinstance(v, bool) or (isinstance(v, str) and v.strip() != ""),
-     "null, true (the newest interrupted run of this config) or the path of a .ckpt file"),
+     "null, true (the newest interrupted run of this config), auto (that run if there is one, else a new "
+     "run) or the path of a .ckpt file"),
 ]
 
 # (key, other key, what to do): at most one of the two may be set (not null).
