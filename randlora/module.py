@@ -37,6 +37,10 @@ class NonFiniteOutputError(FloatingPointError):
     """The model's outputs (logits, predictions, the validation loss) became NaN or infinite."""
 
 
+class EmptyTestSetError(ValueError):
+    """A test set (or one subtask's) held no sample."""
+
+
 def count_non_finite(values: torch.Tensor) -> int:
     """How many entries of ``values`` are NaN or infinite."""
     return int((~torch.isfinite(values.detach().float())).sum())
@@ -120,8 +124,9 @@ class AdapterModule(pl.LightningModule):
         scores, majorities = {}, {}
         for name in self.test_names:
             key = _metric_key(name)
-            if not self.test_values[key].update_called:
-                continue
+            if not self.test_values[key].update_called:  # an empty test set must not vanish from the average
+                raise EmptyTestSetError(f"test set {name!r} has no sample: test/{self.metric} would be missing or "
+                                        "averaged over fewer sets; check the task's test files (or task.tasks)")
             values = torch.as_tensor(self.test_values[key].compute()).float()  # a list when nothing was kept
             if values.numel() == 0 or count_non_finite(values):
                 raise NonFiniteOutputError(f"test/{self.metric}/{name}: {count_non_finite(values)} of {values.numel()} "

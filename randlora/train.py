@@ -170,15 +170,18 @@ def build_run(cfg: DictConfig) -> Run:
     from randlora.adapters import inject, match_rank
     from randlora.backbones import build_backbone
     from randlora.data import build_task_data, task_info
+    from randlora.run.sizes import check_budget_reachable, check_rank_fits
 
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     backbone = build_backbone(cfg.backbone, task_info(cfg.task))
     settings = adapter_settings(cfg.adapter, backbone)
     if cfg.get("budget"):
+        check_budget_reachable(backbone, settings, int(cfg.budget))
         settings["rank"], _ = match_rank(backbone, settings, int(cfg.budget))
         with open_dict(cfg):
             cfg.adapter.rank = settings["rank"]
         log.info("budget %d trainable parameters: adapter.rank=%d", cfg.budget, settings["rank"])
+    check_rank_fits(backbone, settings)
     inject(backbone, settings)
     data = build_task_data(cfg.task, backbone)
     if data.train is None:
@@ -224,6 +227,7 @@ def run_training(cfg: DictConfig, info: RunInfo, check: bool = False) -> dict:
 
     from randlora.adapters import basis_checksum, count_parameters, save_adapter
     from randlora.module import check_finite_run
+    from randlora.run.sizes import check_validation_for_selection
     from randlora.run.results import ADAPTER_FILE, build_result, reset_peak_memory, write_result
     from randlora.run.callbacks import AdapterCheckpoint
     from randlora.utils.instantiate import instantiate_callbacks, instantiate_loggers
@@ -250,6 +254,7 @@ def run_training(cfg: DictConfig, info: RunInfo, check: bool = False) -> dict:
         run.module.strict_loading = False  # frozen weights are not in the file; check_checkpoint compared the rest
         log.info("resuming from %s", plan.checkpoint)
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
+    check_validation_for_selection(run.data, any(isinstance(c, AdapterCheckpoint) for c in callbacks), cfg.task.name)
     history = monitor_validation(callbacks, run.module)
     savers = [c for c in callbacks if isinstance(c, ResumeCheckpoint)]
     for saver in savers:

@@ -139,6 +139,45 @@ def test_every_shipped_config_passes_the_closed_schemas():
         assert check_closed_groups(compose_config(overrides)) is None, overrides
 
 
+@pytest.mark.parametrize("overrides, expected", [
+    (("adapter=lora", "adapter.rank=1000"), "adapter.rank=1000 is invalid for lora: the adapted layer"),
+    (("adapter=randlora", "budget=10"), "budget=10 is unreachable with randlora on this backbone: its ranks 1..64"),
+    (("adapter=lora", "budget=1000000000"), "budget=1000000000 is unreachable with lora"),
+    (("task.val_size=0",), "task 'synthetic_fullrank' has no validation sample (task.val_size=0?)"),
+])
+def test_nonsense_sizes_are_refused_before_training(tmp_path, overrides, expected):
+    from randlora.train import train
+
+    with pytest.raises(ConfigError) as caught:
+        train(training_config(tmp_path, [*SYN, *overrides]))
+    assert str(caught.value).startswith(expected) and "\n" not in str(caught.value)
+    assert [p.name for p in (tmp_path / "run").iterdir() if p.suffix in (".safetensors", ".json")] == ["result.json"]
+    assert strict_json(tmp_path / "run" / "result.json")["status"] == "failed"
+
+
+def test_val_size_zero_is_fine_when_the_final_adapter_is_tested(tmp_path):
+    from randlora.train import train
+
+    result = train(training_config(tmp_path, [*SYN, "task.val_size=0", "callbacks.adapter_checkpoint=null"]))
+    assert result["status"] == "ok" and "test/rel_error" in result["metrics"]
+
+
+def test_an_empty_test_set_is_an_error_not_a_missing_metric(tmp_path):
+    from helpers_training import write_commonsense
+    from randlora.data.commonsense import load_test_set
+    from randlora.module import EmptyTestSetError, RegressionModule
+
+    _, test_root = write_commonsense(tmp_path)
+    (test_root / "boolq" / "test.json").write_text("[]")
+    with pytest.raises(ValueError, match=r"boolq/test.json: the test file of task 'boolq' holds no records"):
+        load_test_set(test_root, "boolq")
+    module = RegressionModule(nn.Identity(), {"lr": 1e-3}, {"test": 1.0, "val": 1.0}, test_names=["a", "b"])
+    module.on_test_epoch_start()
+    module._record_test(0, torch.tensor([0.5]), None)  # subtask b saw no sample
+    with pytest.raises(EmptyTestSetError, match="test set 'b' has no sample"):
+        module.on_test_epoch_end()
+
+
 # --------------------------------------------------------------------------------------------------- eval
 
 

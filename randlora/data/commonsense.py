@@ -177,6 +177,9 @@ def load_test_set(root: str | os.PathLike, task: str) -> list[dict[str, str]]:
     spec = _check_task(task)
     path = find_test_file(root, task)
     records = load(path)
+    if not records:
+        raise ValueError(f"{path}: the test file of task '{task}' holds no records; an empty test set has no "
+                         "accuracy (give the task's test records, or leave it out of task.tasks)")
     for index, record in enumerate(records):
         if record["answer"] not in spec.answer_words:
             raise ValueError(
