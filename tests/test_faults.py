@@ -178,6 +178,56 @@ def test_an_empty_test_set_is_an_error_not_a_missing_metric(tmp_path):
         module.on_test_epoch_end()
 
 
+def test_disk_full_while_checkpointing_is_one_line_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """torch reports a full disk as a RuntimeError ("file write failed") after writing part of the file."""
+    from types import SimpleNamespace
+
+    import lightning.pytorch as pl
+
+    from randlora.run import resume
+    from randlora.train import train
+    from randlora.utils.cli_errors import one_line_message
+
+    def full_disk(self, filepath, weights_only=False):
+        Path(filepath).write_bytes(b"part of a checkpoint")
+        raise RuntimeError("[enforce fail at inline_container.cc:664] . PytorchStreamWriter failed writing file "
+                           "data/0: file write failed")
+
+    monkeypatch.setattr(pl.Trainer, "save_checkpoint", full_disk)
+    monkeypatch.setattr(resume.shutil, "disk_usage", lambda path: SimpleNamespace(free=0))
+    with pytest.raises(OSError) as caught:
+        train(training_config(tmp_path, list(SYN)))
+    assert one_line_message(caught.value) == f"Disk full: no space left on {tmp_path / 'run' / 'checkpoints'}"
+    assert not list((tmp_path / "run").rglob("*.tmp"))
+    assert strict_json(tmp_path / "run" / "result.json")["status"] == "failed"
+
+
+def test_os_errors_read_as_one_line_naming_the_file():
+    import errno
+
+    from randlora.utils.cli_errors import USER_ERRORS, one_line_message
+
+    assert all(issubclass(kind, USER_ERRORS) for kind in (OSError, PermissionError))
+    assert one_line_message(PermissionError(errno.EACCES, "Permission denied", "/r/x")) == \
+        "Cannot write: Permission denied: /r/x"
+    assert one_line_message(OSError("could not load 'm' (line one\nline two)")) == \
+        "Error: could not load 'm' (line one line two)"
+    worker = ValueError("Caught BadImageError in DataLoader worker process 0.\nOriginal Traceback (most recent "
+                        "call last):\n  File ...\nrandlora.data.images.BadImageError: /d/a.png (0 bytes) cannot be read")
+    assert one_line_message(worker) == "Error: /d/a.png (0 bytes) cannot be read"
+
+
+def test_a_zero_byte_image_is_named(tmp_path):
+    from helpers_training import write_image_folder
+    from randlora.data.images import BadImageError, ImageListDataset
+
+    root = write_image_folder(tmp_path)
+    image = root / "eurosat" / "train" / "forest" / "0.png"
+    image.write_bytes(b"")
+    with pytest.raises(BadImageError, match=rf"^{image} \(0 bytes\) cannot be read as an image"):
+        ImageListDataset([(image, 0)])[0]
+
+
 # --------------------------------------------------------------------------------------------------- eval
 
 

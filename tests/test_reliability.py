@@ -109,6 +109,9 @@ def _table(data: Path, trained: Path) -> list[BadInput]:
     truncated = _copy_run(trained, data / "truncated_result")
     (truncated / "result.json").write_text((trained / "result.json").read_text()[:200])
 
+    damaged = write_image_folder(data / "damaged_images")
+    for image in sorted((damaged / "eurosat" / "train" / "forest").iterdir()):
+        image.write_bytes(b"")  # zero-byte files, e.g. an interrupted download
     tweets = ("backbone=tiny_bert", f"task.path={csv}", "task.train_size=40", "task.val_size=16",
               "task.test_size=16")
     fewshot = ("backbone=tiny_vit", "task=fewshot", "task.dataset=eurosat", f"task.root={images}")
@@ -167,6 +170,12 @@ def _table(data: Path, trained: Path) -> list[BadInput]:
         BadInput("eval_adapter_of_another_config", (f"adapter_path={lora_file}",),
                  (str(lora_file), "holds a different adapter than the model's", "'name': ('lora', 'randlora')",
                   "'rank': (8, 4)"), script="eval.py"),
+        BadInput("unknown_model_id_offline", ("backbone=tiny_bert", "backbone.name=nobody/no-such-model"),
+                 ("Error: could not load 'nobody/no-such-model'", "set backbone.path to that folder")),
+        BadInput("zero_byte_image", ("backbone=tiny_vit", "task=fewshot", "task.dataset=eurosat", f"task.root={damaged}"),
+                 (f"{damaged / 'eurosat' / 'train' / 'forest'}/", "(0 bytes) cannot be read as an image")),
+        BadInput("unwritable_results_root", ("backbone=tiny_bert", "paths.results_dir=/sys/randlora_results"),
+                 ("cannot write the results folder /sys/randlora_results/runs/", "set paths.root_dir")),
         BadInput("eval_adapter_of_another_base_model", (f"adapter_path={other_base}",),
                  (str(other_base), "another base model"), script="eval.py"),
         BadInput("eval_basis_checksum_mismatch", (f"adapter_path={other_bases}",),
@@ -199,7 +208,7 @@ def _table(data: Path, trained: Path) -> list[BadInput]:
 FAST_CASES = ["unknown_local", "fewshot_without_dataset", "paths_and_names_reported_together", "rank_zero",
               "unknown_adapter_option", "unknown_task", "unknown_backbone", "missing_data_path",
               "malformed_commonsense_record", "eval_basis_checksum_mismatch", "nan_loss", "diverged",
-              "unknown_optim_key"]
+              "unknown_optim_key", "unwritable_results_root"]
 SLOW_CASES = ["synthetic_task_without_its_network", "hub_weights_unavailable", "rank_not_an_integer",
               "lr_not_a_number", "negative_alpha", "negative_lr_ratio",
               "unknown_adapter_name", "shots_and_fraction", "dropout_out_of_range", "unknown_basis",
@@ -207,7 +216,7 @@ SLOW_CASES = ["synthetic_task_without_its_network", "hub_weights_unavailable", "
               "resume_missing_checkpoint", "resume_checkpoint_of_another_adapter", "resume_not_a_checkpoint",
               "all_nan_outputs", "trains_nothing_max_epochs", "trains_nothing_no_batches", "negative_max_epochs",
               "eps_not_a_number", "min_lr_ratio_not_a_number", "unknown_task_key", "unknown_loader_key",
-              "eval_adapter_of_another_config"]
+              "eval_adapter_of_another_config", "unknown_model_id_offline", "zero_byte_image"]
 
 
 @pytest.fixture(scope="module")

@@ -17,12 +17,25 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".
 Transform = Callable[[Any], Any]
 
 
-def open_rgb(path: str | os.PathLike | io.BytesIO) -> Any:
-    """Open an image file as an RGB PIL image (fully read, file handle closed)."""
-    from PIL import Image
+class BadImageError(ValueError):
+    """An image file that PIL cannot read (empty, truncated, not an image); the message names the file."""
 
-    with Image.open(path) as image:
-        return image.convert("RGB")
+
+def open_rgb(path: str | os.PathLike | io.BytesIO) -> Any:
+    """Open an image file as an RGB PIL image (fully read, file handle closed); :class:`BadImageError` names
+    a file that cannot be read as an image (zero bytes, truncated, another format)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError) as error:  # PIL raises these for damaged files
+        if isinstance(error, FileNotFoundError):
+            raise
+        where = "an image in memory" if isinstance(path, io.BytesIO) else str(path)
+        size = "" if isinstance(path, io.BytesIO) else f" ({os.path.getsize(path)} bytes)"
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise BadImageError(f"{where}{size} cannot be read as an image ({reason}); replace or remove the file") from None
 
 
 class ImageListDataset(Dataset):

@@ -54,6 +54,7 @@ data order is restored but not the workers' own RNG streams (random augmentation
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -171,6 +172,19 @@ def set_rng_states(states: dict[str, Any]) -> None:
 # ------------------------------------------------------------------------------------------------- callback
 
 
+def write_error(error: BaseException, path: Path) -> BaseException:
+    """An OSError naming ``path`` for a failed checkpoint write (ENOSPC when the disk is full), else ``error``."""
+    text = str(error).lower()
+    full = (isinstance(error, OSError) and error.errno == errno.ENOSPC) or "no space left" in text
+    if full or (isinstance(error, RuntimeError) and "write failed" in text):
+        free = shutil.disk_usage(path.parent).free if path.parent.exists() else 0
+        if full or free < 2**20:
+            return OSError(errno.ENOSPC, "No space left on device", str(path.parent))
+        return OSError(errno.EIO, f"could not write the resume checkpoint ({str(error).splitlines()[0]})",
+                       str(path))
+    return error
+
+
 class ResumeCheckpoint(pl.Callback):
     """Write ``<dirpath>/last.ckpt`` atomically after every training epoch (format: module docstring).
 
@@ -212,12 +226,15 @@ class ResumeCheckpoint(pl.Callback):
         self._saving = True
         try:
             trainer.save_checkpoint(temporary, weights_only=False)  # full state; all ranks take part, rank 0 writes
+            if trainer.is_global_zero:
+                with open(temporary, "rb") as stream:
+                    os.fsync(stream.fileno())
+                publish(temporary, self.path)
+        except (OSError, RuntimeError) as error:  # torch reports a full disk as "file write failed" (RuntimeError)
+            temporary.unlink(missing_ok=True)
+            raise write_error(error, temporary) from None
         finally:
             self._saving = False
-        if trainer.is_global_zero:
-            with open(temporary, "rb") as stream:
-                os.fsync(stream.fileno())
-            publish(temporary, self.path)
         trainer.strategy.barrier("resume_checkpoint")
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:

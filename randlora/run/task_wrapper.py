@@ -96,9 +96,9 @@ def task_wrapper(task: Callable[..., dict]) -> Callable[..., dict]:
                                       error=describe_error(error), wall_time_s=run.elapsed())
                 path = write_result(run.run_dir, result)
                 if in_single_run():
-                    log.info("Failed run recorded in %s", path)
+                    log.info("%s run recorded in %s", status.capitalize(), path)
                 else:
-                    log.error("Run failed (%s); recorded in %s", describe_error(error), path)
+                    log.error("Run %s (%s); recorded in %s", status, describe_error(error), path)
             except Exception as write_error:  # never hide the original error
                 log.error("Run failed and its result could not be written: %s", describe_error(write_error))
             raise

@@ -2,7 +2,8 @@
 
 The command-line entry points (``python train.py``, ``python eval.py``) run their work inside
 :func:`exit_on_user_error`. An error caused by the input (:data:`USER_ERRORS`: an invalid config value, a
-missing file, a malformed data record, a non-finite loss, an adapter file that does not fit the model) is
+missing file, a malformed data record, a non-finite loss, an adapter file that does not fit the model, an
+OSError of the environment such as a model not available offline or a full disk) is
 logged as one line ``<label>: <message>`` -- the message names the key or file, the bad value and what is
 allowed -- and the process exits with :data:`EXIT_USER_ERROR`. Other exceptions (bugs) propagate as usual.
 
@@ -11,6 +12,7 @@ must see the exception to record the job as failed and go on with the others.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -26,9 +28,10 @@ EXIT_USER_ERROR = 2
 
 # ValueError covers ConfigError, the libraries' validation errors (adapter/backbone/data configs, data
 # records, adapter files) and json errors; FloatingPointError covers the NaN/Inf loss stop.
+# OSError covers the environment's refusals: a model id that is not cached offline (the backbones' own OSError
+# says what to download), a full disk, a folder that cannot be written.
 USER_ERRORS: tuple[type[BaseException], ...] = (
-    ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, FloatingPointError,
-    OmegaConfBaseException,
+    ValueError, OSError, FloatingPointError, OmegaConfBaseException,
 )
 
 
@@ -40,12 +43,25 @@ def error_label(error: BaseException) -> str:
         return "Missing file"
     if isinstance(error, FloatingPointError):
         return "Training diverged"
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return "Disk full"
+    if isinstance(error, PermissionError) or (isinstance(error, OSError) and error.errno == errno.EROFS):
+        return "Cannot write"
     return "Error"
 
 
 def one_line_message(error: BaseException) -> str:
-    """``<label>: <message>``, the message without the exception's type or a traceback."""
+    """``<label>: <message>``, the message without the exception's type or a traceback.
+
+    An OSError reads ``<reason>: <file>`` (``no space left on <file>``), not ``[Errno 28] ...: '<file>'``; an error re-raised from a
+    DataLoader worker process keeps only its last line, the original error's."""
     message = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    if isinstance(error, OSError) and error.strerror and error.filename is not None:
+        message = (f"no space left on {error.filename}" if error.errno == errno.ENOSPC
+                   else f"{error.strerror}: {error.filename}")
+    if "Original Traceback" in message:
+        message = message.strip().splitlines()[-1].split(": ", 1)[-1]
+    message = " ".join(message.split())  # one line, even for a library's multi-line message
     return f"{error_label(error)}: {message.strip() or type(error).__name__}"
 
 
