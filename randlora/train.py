@@ -232,7 +232,9 @@ def run_training(cfg: DictConfig, info: RunInfo, check: bool = False) -> dict:
     from randlora.run.callbacks import AdapterCheckpoint
     from randlora.utils.instantiate import instantiate_callbacks, instantiate_loggers
     from randlora.run.logs import tidy_lightning_logging
-    from randlora.run.resume import ResumeCheckpoint, check_checkpoint, config_fingerprint, continue_in, plan_resume
+    from randlora.run.lock import hold_run_lock
+    from randlora.run.resume import (METADATA_KEY, ResumeCheckpoint, check_checkpoint, config_fingerprint,
+                                     continue_in, plan_resume)
     from randlora.run.summary import print_summary
 
     tidy_lightning_logging()
@@ -245,10 +247,13 @@ def run_training(cfg: DictConfig, info: RunInfo, check: bool = False) -> dict:
         return evaluate_zero_shot(cfg, info)
     fingerprint = config_fingerprint(cfg)  # before build_run sets adapter.rank from a budget
     plan = plan_resume(cfg, info.run_dir, fingerprint)
+    if plan is not None and plan.run_dir is not None:
+        hold_run_lock(plan.run_dir)  # before touching the folder: a second resume of it is refused
     run = build_run(cfg)
     initial = initial_weights_if_asked(cfg, run.backbone)
+    earlier = {}  # the interrupted processes' share of wall time, fit time and samples (a resumed run)
     if plan is not None:
-        check_checkpoint(plan.checkpoint, run.module)
+        earlier = check_checkpoint(plan.checkpoint, run.module)[METADATA_KEY].get("progress") or {}
         if plan.run_dir is not None:
             continue_in(cfg, info, plan.run_dir)
         run.module.strict_loading = False  # frozen weights are not in the file; check_checkpoint compared the rest
@@ -259,10 +264,12 @@ def run_training(cfg: DictConfig, info: RunInfo, check: bool = False) -> dict:
     savers = [c for c in callbacks if isinstance(c, ResumeCheckpoint)]
     for saver in savers:
         saver.config_hash, saver.config = fingerprint
+        saver.track_progress(info.elapsed, earlier)
     callbacks = [*(c for c in callbacks if c not in savers), history, *savers]  # save after the others updated
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks,
                                                   logger=instantiate_loggers(cfg.get("logger")) or False,
                                                   **trainer_overrides(cfg, run.data))
+    hold_run_lock(info.run_dir)  # one process trains a folder (a resume=true elsewhere must not pick it up)
     fit_start = time.perf_counter()
     trainer.fit(run.module, run.loaders.train, run.loaders.val,
                 ckpt_path=None if plan is None else str(plan.checkpoint), weights_only=True)
@@ -290,8 +297,9 @@ def run_training(cfg: DictConfig, info: RunInfo, check: bool = False) -> dict:
     trainable, total = count_parameters(run.backbone)
     result = build_result(
         cfg, run_id=info.run_id, started=info.started, metrics=metrics,
-        params={"trainable": trainable, "total": total}, wall_time_s=info.elapsed(),
-        samples_per_s=run.module.samples_seen * trainer.world_size / max(fit_seconds, 1e-9),
+        params={"trainable": trainable, "total": total}, wall_time_s=info.elapsed() + earlier.get("wall_time_s", 0),
+        samples_per_s=(run.module.samples_seen * trainer.world_size + earlier.get("samples", 0))
+        / max(fit_seconds + earlier.get("fit_time_s", 0), 1e-9),
         basis_checksum=basis_checksum(run.backbone))
     result["subtask"] = result["subtask"] or run.data.subtask
     result["data_manifest"] = run.data.extras.get("data_manifest")  # hash of the file list the run read

@@ -12,7 +12,10 @@ Lightning's checkpoint dict (``torch.save``) with
 - ``callbacks``: the best validation score and the best adapter file (``AdapterCheckpoint``), the
   validation history (``MetricHistory``), and the RNG states of torch, CUDA, numpy and ``random`` at the
   end of the epoch (this class; put back when the next epoch starts);
-- ``randlora``: ``{"format", "config_hash", "adapter_config", "base_signature", "basis_checksum"}``.
+- ``randlora``: ``{"format", "config_hash", "adapter_config", "base_signature", "basis_checksum", "progress"}``;
+  ``progress`` is the whole run's ``wall_time_s``, ``fit_time_s`` and ``samples`` up to this checkpoint, so a
+  resumed run's result reports wall time and samples/s over all its processes (the work an interrupted process
+  did after its last checkpoint is redone, and counted once).
 
 The file is written to ``checkpoints/.last.ckpt.tmp``, flushed to disk and renamed over ``last.ckpt``
 (``os.replace``), so a kill leaves the previous complete checkpoint or the new one, never a truncated
@@ -61,6 +64,7 @@ import logging
 import os
 import random
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -201,12 +205,28 @@ class ResumeCheckpoint(pl.Callback):
         self._identity: dict[str, Any] | None = None
         self._saving = False
         self._pending_rng: dict[str, Any] | None = None
+        self._run_clock: Any = None
+        self._earlier: dict[str, float] = {}
+        self._fit_start = time.perf_counter()
+
+    def track_progress(self, run_clock: Any, earlier: dict[str, float]) -> None:
+        """Record wall time (``run_clock()``: this process's seconds), fit time and samples in each checkpoint,
+        on top of ``earlier`` (what the interrupted processes of a resumed run had done, from its checkpoint)."""
+        self._run_clock, self._earlier = run_clock, dict(earlier)
+
+    def _progress(self, pl_module: pl.LightningModule) -> dict[str, float]:
+        """The whole run's wall time, fit time and samples trained on, up to now (this checkpoint)."""
+        samples = getattr(pl_module, "samples_seen", 0) * pl_module.trainer.world_size
+        return {"wall_time_s": self._earlier.get("wall_time_s", 0) + (self._run_clock() if self._run_clock else 0),
+                "fit_time_s": self._earlier.get("fit_time_s", 0) + time.perf_counter() - self._fit_start,
+                "samples": self._earlier.get("samples", 0) + samples}
 
     @property
     def path(self) -> Path:
         return self.dirpath / LAST_CHECKPOINT
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._fit_start = time.perf_counter()
         self._identity = model_identity(pl_module.model)
         if trainer.is_global_zero and self.config_hash is not None:
             from randlora.run.results import write_json_atomic
@@ -243,7 +263,8 @@ class ResumeCheckpoint(pl.Callback):
         frozen = frozen_parameter_names(pl_module)
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in frozen}
         identity = self._identity if self._identity is not None else model_identity(pl_module.model)
-        checkpoint[METADATA_KEY] = {"format": FORMAT, "config_hash": self.config_hash, **identity}
+        checkpoint[METADATA_KEY] = {"format": FORMAT, "config_hash": self.config_hash, **identity,
+                                    "progress": self._progress(pl_module)}
 
     def state_dict(self) -> dict:
         return {"rng": collect_rng_states()}

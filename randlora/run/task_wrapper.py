@@ -102,5 +102,9 @@ def task_wrapper(task: Callable[..., dict]) -> Callable[..., dict]:
             except Exception as write_error:  # never hide the original error
                 log.error("Run failed and its result could not be written: %s", describe_error(write_error))
             raise
+        finally:
+            from randlora.run.lock import release_run_lock
+
+            release_run_lock()  # the next job of a sweep worker may lock another folder
 
     return wrapped
