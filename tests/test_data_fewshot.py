@@ -147,7 +147,8 @@ def test_hub_path_with_in_memory_dataset(monkeypatch):
     splits = fewshot.load_splits("oxford_pets", hub_id={"oxford_pets": "local/pets"}, shots=1, sample_seed=0, min_iterations=2,
                                  batch_size=2, train_transform=backbone.train_transform,
                                  eval_transform=backbone.eval_transform)
-    assert len(splits["train"]) == 4 and sorted(set(splits["train"].labels)) == [0, 1]
+    # 2 shots repeated 4 // 2 + 1 = 3 times (the authors' oversampling)
+    assert len(splits["train"]) == 6 and sorted(set(splits["train"].labels)) == [0, 1]
     image, label = splits["test"][1]
     assert image.shape == (3, 4, 4) and label == 1
     assert splits["test"].class_names() == ["tabby_cat", "dog"]

@@ -28,6 +28,16 @@ def test_random_split_fraction_is_torch_random_split_of_the_whole_set():
         fewshot.select_training_indices(labels, None, 0.5, seed=7, fraction_sampling="stratified")
 
 
+def test_few_shot_oversampling_repeats_like_the_authors():
+    """finetune.py: r = n / batch; if r < 10 the subset is repeated int(10 / r) + 1 times."""
+    from randlora.data.common import oversample
+
+    for n, batch in [(2, 1), (3, 4), (40, 4), (37, 128)]:
+        r = n / batch
+        expected = int(10 / r) + 1 if r < 10 else 1
+        assert len(oversample(list(range(n)), 10 * batch)) == n * expected
+
+
 class Headed(nn.Module):
     head_prefixes = ["head"]
 

@@ -68,10 +68,11 @@ def oversample(indices: Sequence[int], min_length: int) -> list[int]:
     """Repeat ``indices`` whole until there are at least ``min_length`` of them (no change if already long enough).
 
     Used so that one few-shot epoch has at least ``min_iterations * batch_size`` samples: with ``m`` samples
-    the list is repeated ``ceil(min_length / m)`` times.
+    the list is repeated ``floor(min_length / m) + 1`` times, as the authors' ``finetune.py`` does
+    (``int(10 / r) + 1`` with r = m / batch), i.e. one more than needed when ``min_length`` is a multiple of m.
     """
     indices = list(indices)
     if not indices or len(indices) >= min_length:
         return indices
-    repeats = -(-min_length // len(indices))
+    repeats = min_length // len(indices) + 1
     return indices * repeats
