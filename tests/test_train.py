@@ -102,9 +102,8 @@ def test_optimizer_trains_only_trainable_parameters_with_the_adapters_loraplus_r
 def test_adapter_settings_resolve_presets_and_keep_the_head_trainable():
     backbone = SimpleNamespace(target_presets={"bert": ["query", "value"], "all": ["dense"]},
                                default_targets="bert", head_prefixes=["head"])
-    settings = adapter_settings({"name": "lora", "targets": None, "lr": 1e-3, "trainable_extra": []}, backbone)
+    settings = adapter_settings({"name": "lora", "targets": None, "trainable_extra": []}, backbone)
     assert settings["targets"] == ["query", "value"] and settings["trainable_extra"] == ["head"]
-    assert "lr" not in settings
     assert adapter_settings({"name": "lora", "targets": "all"}, backbone)["targets"] == ["dense"]
     assert adapter_settings({"name": "lora", "targets": "attn.*"}, backbone)["targets"] == "attn.*"
     assert adapter_settings({"name": "full", "targets": None}, backbone)["targets"] == []
