@@ -298,3 +298,14 @@ def test_reruns_of_one_seed_are_one_replicate_keeping_the_latest(tmp_path):
     assert rank4["test/acc:mean"] == pytest.approx(0.65)
     assert sorted(reporting.failures(runs)["status"]) == ["duplicate"] * 3
     assert reporting.status_counts(runs)["duplicate"] == 3
+
+
+def test_results_folder_check_leaves_nothing_and_names_an_unwritable_root(tmp_path, capsys):
+    from randlora.run.writable import ensure_writable
+
+    ensure_writable(tmp_path / "results" / "runs" / "task")
+    assert list(tmp_path.iterdir()) == []  # probed, nothing made: a config refused next leaves no folder
+    with pytest.raises(SystemExit) as caught:
+        ensure_writable("/sys/randlora_results/runs")  # sysfs refuses new entries, even to root
+    assert caught.value.code == 2
+    assert capsys.readouterr().err.startswith("Error: cannot write the results folder /sys/randlora_results/runs (/sys)")

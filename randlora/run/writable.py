@@ -2,14 +2,17 @@
 
 Hydra creates the run folder (``hydra.run.dir``; ``hydra.sweep.dir`` for ``-m``) before any code of ours runs,
 so a read-only or forbidden results root ended in Hydra's traceback. :class:`WritableOutput` (a Hydra callback,
-``configs/hydra/default.yaml``) first creates the folder that will hold it (the run folder itself is left to
-Hydra, which names it) and writes a probe file there; if it cannot, it prints
+``configs/hydra/default.yaml``) first makes and removes a probe folder in the nearest existing ancestor of that
+folder (so it leaves nothing behind, even for a config that is refused next); if it cannot, it prints
 ``Error: cannot write the results folder <path> (<reason>): set paths.root_dir (or paths.results_dir) to a
 writable folder`` and exits with status 2, like every other bad input.
 """
 from __future__ import annotations
 
+import errno
+import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,17 +23,19 @@ from randlora.utils.cli_errors import EXIT_USER_ERROR
 
 
 def ensure_writable(folder: str | Path) -> None:
-    """Create ``folder`` (and its parents) or exit 2 with one line naming it and the reason."""
+    """Exit 2 with one line naming ``folder`` and the reason unless it could be created and written; nothing is
+    left on disk (a probe folder is made and removed in its nearest existing ancestor)."""
     folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".randlora_write_check"
-        probe.touch()
-        probe.unlink()
+        if not existing.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "Not a directory", str(existing))
+        os.rmdir(tempfile.mkdtemp(prefix=".randlora_write_check_", dir=existing))
     except OSError as error:
         reason = error.strerror or type(error).__name__
-        where = f"{folder}" if error.filename in (None, str(folder)) else f"{folder} ({error.filename})"
-        print(f"Error: cannot write the results folder {where}: {reason}; set paths.root_dir (or "
+        print(f"Error: cannot write the results folder {folder} ({existing}): {reason}; set paths.root_dir (or "
               "paths.results_dir) to a writable folder", file=sys.stderr, flush=True)
         sys.exit(EXIT_USER_ERROR)
 
@@ -39,7 +44,7 @@ class WritableOutput(Callback):
     """Check the run folder (single run) or the sweep folder (``-m``) before Hydra creates it."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        ensure_writable(Path(str(config.hydra.run.dir)).parent)
+        ensure_writable(str(config.hydra.run.dir))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         ensure_writable(str(config.hydra.sweep.dir))
