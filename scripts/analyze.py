@@ -32,7 +32,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--split", choices=["train", "val", "test"], default=None,
                         help="examples to evaluate on (default: test; landscape: train, as the authors)")
     parser.add_argument("--max-samples", type=int, default=None,
-                        help="N examples of the split, a fixed random subset (default: rank-need/cka 500, landscape 256; 0 = all)")
+                        help="N examples of the split, a fixed random subset "
+                             "(default: rank-need/cka 500, landscape 256; 0 = all)")
     parser.add_argument("--ks", type=int, nargs="+", default=None,
                         help="rank-need: truncation ranks (default 0, 1, 2, 4, ... up to full rank)")
     parser.add_argument("--layers", default=None,
@@ -42,6 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--y-range", type=float, nargs=2, default=(-0.5, 2.0), metavar=("START", "STOP"))
     parser.add_argument("--name", default=None, help="landscape: file name stem (default from the runs' labels)")
     parser.add_argument("--formats", nargs="+", default=["png", "pdf"], help="figure formats")
+    parser.add_argument("--no-verify", action="store_true",
+                        help="skip re-scoring each rebuilt run on its test split against its recorded metric")
     args = parser.parse_args(argv)
     if args.max_samples is not None and args.max_samples < 0:
         parser.error(f"--max-samples={args.max_samples} is invalid: allowed is 0 (all) or a positive count")
@@ -60,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     from randlora.analysis.runs import load_runs
 
     try:
-        runs = load_runs(args.run_dirs)
+        runs = load_runs(args.run_dirs, verify=not args.no_verify)
         samples = DEFAULT_SAMPLES[args.analysis] if args.max_samples is None else (args.max_samples or None)
         examples = task_examples(runs[0], args.split or DEFAULT_SPLIT[args.analysis], samples)
         formats = tuple(args.formats)

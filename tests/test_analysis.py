@@ -180,6 +180,20 @@ def test_landscape_at_the_runs_equals_their_losses(run_dirs, tmp_path):
     assert pd.read_csv(tmp_path / "plane.csv").shape == table.shape
 
 
+def test_a_rebuilt_run_that_does_not_score_its_record_is_refused(run_dirs, tmp_path):
+    import json
+    import shutil
+
+    load_runs([run_dirs["lora_rank2"]])                      # rebuilt as trained: accepted
+    copy = tmp_path / "run"
+    shutil.copytree(run_dirs["lora_rank2"], copy)
+    result = json.loads((copy / "result.json").read_text())
+    result["metrics"]["test/rel_error"] = 0.5                 # as if the file now meant another model
+    (copy / "result.json").write_text(json.dumps(result))
+    with pytest.raises(ValueError, match="scores test/rel_error .* but the run recorded 0.5000"):
+        load_runs([copy])
+
+
 def test_analyze_script_rejects_a_folder_without_a_run(tmp_path):
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "analyze.py"), "cka", str(tmp_path)],
                           capture_output=True, text=True, cwd=ROOT)

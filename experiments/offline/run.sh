@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Re-create the offline reproduction committed in results/offline/ (experiments/offline/README.md).
 #
-#   bash experiments/offline/run.sh [synthetic|tweets|report|all|analysis-runs|analysis]     (default: all)
+#   bash experiments/offline/run.sh [synthetic|tweets|report|all|analysis-runs|analysis[-synthetic|-tweets]]     (default: all)
 #
 # CPU only, no downloads. PARALLEL=<jobs> sets how many runs go at once (default 2, one per core; each run is
 # then limited to one thread). Raw runs land in results/runs/offline/ (git-ignored); the summaries, tables and
@@ -70,10 +70,10 @@ analysis_runs() {
   sweep $tw adapter=randlora budget=167043,664707 optim.lr=1e-3
 }
 
-analysis() {
-  # The analyses of results/offline/analysis/README.md on the runs of analysis_runs (about 40 min on 2 cores).
-  local runs=$RUNS/analysis out=$OUT/analysis step=${LANDSCAPE_STEP:-0.25}
-  local syn=$runs/synthetic/synthetic_fullrank/synthetic_mlp tw=$runs/tweets/tweets/minilm
+# The analyses of results/offline/analysis/README.md on the runs of analysis_runs; the landscape on a 0.25 grid
+# (LANDSCAPE_STEP=0.1 for the authors' 25 x 25), 256 training examples per point.
+analysis_synthetic() {  # a few minutes
+  local out=$OUT/analysis step=${LANDSCAPE_STEP:-0.25} syn=$RUNS/analysis/synthetic/synthetic_fullrank/synthetic_mlp
   for target in null 2; do
     local name=full-rank; [ "$target" = 2 ] && name=rank-2
     local dirs; dirs=$(grep -l "\"target_rank\": $target," $syn/*/*/result.json | xargs -n1 dirname)
@@ -85,7 +85,11 @@ analysis() {
         --out "$out/synthetic_$name" --step "$step" --formats png || status=1
     done
   done
-  local dirs; dirs=$(ls -d $tw/*/*)
+}
+
+analysis_tweets() {  # about an hour on a busy 2-core machine, most of it the two landscapes
+  local out=$OUT/analysis step=${LANDSCAPE_STEP:-0.25} dirs
+  dirs=$(ls -d $RUNS/analysis/tweets/tweets/minilm/*/*)
   python scripts/analyze.py rank-need $dirs --out "$out/tweets" --formats png pdf || status=1
   python scripts/analyze.py cka $dirs --out "$out/tweets" --formats png pdf || status=1
   for pair in "35 4" "8 16"; do
@@ -123,8 +127,10 @@ case "${1:-all}" in
   tweets) tweets ;;
   report) report ;;
   analysis-runs) analysis_runs ;;
-  analysis) analysis ;;
+  analysis) analysis_synthetic; analysis_tweets ;;
+  analysis-synthetic) analysis_synthetic ;;
+  analysis-tweets) analysis_tweets ;;
   all) synthetic; tweets; report ;;
-  *) echo "usage: $0 [synthetic|tweets|report|all|analysis-runs|analysis]" >&2; exit 2 ;;
+  *) echo "usage: $0 [synthetic|tweets|report|all|analysis-runs|analysis[-synthetic|-tweets]]" >&2; exit 2 ;;
 esac
 exit $status

@@ -24,6 +24,7 @@ class Examples:
     n: int
     split: str
     metric: str                      # "acc" or "rel_error"
+    total: int                       # examples in the whole split
     baseline_mse: float | None = None
 
 
@@ -47,7 +48,7 @@ def task_examples(run: Any, split: str, max_samples: int | None, batch_size: int
     chosen = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:n].sort().values.tolist()
     loader = DataLoader(Subset(dataset, chosen), batch_size=batch_size, shuffle=False, collate_fn=data.collate)
     baseline = data.extras.get("baseline_mse", {}).get(split) if data.metric == "rel_error" else None
-    return Examples(list(loader), n, split, data.metric, baseline)
+    return Examples(list(loader), n, split, data.metric, len(dataset), baseline)
 
 
 @torch.no_grad()
@@ -68,3 +69,23 @@ def evaluate(model: torch.nn.Module, examples: Examples) -> dict[str, float]:
     if examples.metric == "rel_error":
         metric = metric / examples.baseline_mse
     return {"loss": loss, examples.metric: metric}
+
+
+def verify_against_record(run: Any) -> dict[str, float]:
+    """Score the rebuilt run on its whole test split; refuse it if that is not the test metric it recorded.
+
+    A rebuilt model that scores differently is not the model that was trained (e.g. an adapter file written by
+    another version of the code, whose stored settings now mean something else): analysing it would describe
+    some other model. Tolerance: 0.01 accuracy, or 5 % of the recorded relative error.
+    """
+    examples = task_examples(run, "test", None)
+    scores = evaluate(run.model, examples)
+    recorded = run.result.get("metrics", {}).get(f"test/{examples.metric}")
+    if recorded is None:
+        return scores
+    tolerance = 0.01 if examples.metric == "acc" else 0.05 * abs(recorded) + 1e-6
+    if abs(scores[examples.metric] - recorded) > tolerance:
+        raise ValueError(f"{run.path}: rebuilt from its files it scores test/{examples.metric} "
+                         f"{scores[examples.metric]:.4f}, but the run recorded {recorded:.4f}; its adapter file is "
+                         f"not read as it was trained (written by code at commit {run.result.get('git_commit')}?)")
+    return scores

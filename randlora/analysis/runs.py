@@ -119,12 +119,21 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     return LoadedRun(run_dir, result, cfg, model, initial, deltas, run_label(cfg))
 
 
-def load_runs(run_dirs: list[str | Path]) -> list[LoadedRun]:
+def load_runs(run_dirs: list[str | Path], verify: bool = True) -> list[LoadedRun]:
     """Load several runs; the first full fine-tuning run is moved to the front (the reference of every analysis).
 
-    All runs must be of the same backbone and task (their data and layers are compared one to one).
+    All runs must be of the same backbone and task (their data and layers are compared one to one). With
+    `verify`, each rebuilt run must score on its test split what it recorded (`verify_against_record`).
     """
+    from .evaluate import verify_against_record
+    from .output import progress
+
     runs = [load_run(d) for d in run_dirs]
+    if verify:
+        for run in runs:
+            scores = verify_against_record(run)
+            described = ", ".join(f"{name} {value:.4f}" for name, value in scores.items())
+            progress(f"loaded {run.label} from {run.path}: test {described}, as recorded")
     first = runs[0].cfg
     for run in runs[1:]:
         for key in ("backbone", "task"):
