@@ -110,7 +110,8 @@ def plot_rank_need(ranks: pd.DataFrame, spectra: pd.DataFrame, truncation: pd.Da
                  ylabel=METRIC_LABELS.get(metric, metric), title="Task metric vs the rank FT's update keeps")
     ax_trunc.legend(fontsize=8)
     for axis in (ax_spec.xaxis, ax_trunc.xaxis, ax_rank.yaxis):  # 1, 10, 100 rather than 10^0, 10^1, 10^2
-        axis.set_major_formatter(ticker.ScalarFormatter())
+        axis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
+        axis.set_minor_formatter(ticker.NullFormatter())
     ax_rank.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     figure.suptitle(title)
     figure.tight_layout()
