@@ -70,8 +70,8 @@ analysis_runs() {
   sweep $tw adapter=randlora budget=167043,664707 optim.lr=1e-3
 }
 
-# The analyses of results/offline/analysis/README.md on the runs of analysis_runs; the landscape on a 0.25 grid
-# (LANDSCAPE_STEP=0.1 for the authors' 25 x 25), 256 training examples per point. rank-need checks that every
+# The analyses of results/offline/analysis/README.md on the runs of analysis_runs; the landscape on a coarse grid
+# (LANDSCAPE_STEP=0.1 for the authors' 25 x 25). rank-need checks that every
 # rebuilt run scores its recorded test metric; cka and landscape read the same runs (--no-verify).
 analysis_synthetic() {  # a few minutes
   local out=$OUT/analysis step=${LANDSCAPE_STEP:-0.25} syn=$RUNS/analysis/synthetic/synthetic_fullrank/synthetic_mlp
@@ -88,16 +88,21 @@ analysis_synthetic() {  # a few minutes
   done
 }
 
-analysis_tweets() {  # about an hour on a busy 2-core machine, most of it the two landscapes
-  local out=$OUT/analysis step=${LANDSCAPE_STEP:-0.25} dirs
+analysis_tweets() {  # the four analyses side by side: about 30 min on a busy 2-core machine
+  # MiniLM on a CPU: the landscapes on a 0.5 grid (5 x 5) with 128 training tweets per point
+  local out=$OUT/analysis/tweets dirs
   dirs=$(ls -d $RUNS/analysis/tweets/tweets/minilm/*/*)
-  python scripts/analyze.py rank-need $dirs --out "$out/tweets" --formats png pdf || status=1
-  python scripts/analyze.py cka $dirs --out "$out/tweets" --formats png pdf --no-verify || status=1
+  python scripts/analyze.py rank-need $dirs --out "$out" --formats png pdf > "$log_dir/analysis-rank-need.log" 2>&1 &
+  python scripts/analyze.py cka $dirs --out "$out" --formats png pdf --no-verify > "$log_dir/analysis-cka.log" 2>&1 &
   for pair in "35 4" "8 16"; do
     set -- $pair
     python scripts/analyze.py landscape $(pick "$dirs" full) $(pick "$dirs" randlora "$1") $(pick "$dirs" lora "$2") \
-      --out "$out/tweets" --step "$step" --formats png pdf --no-verify || status=1
+      --out "$out" --step "${LANDSCAPE_STEP:-0.5}" --max-samples 128 --formats png pdf --no-verify \
+      > "$log_dir/analysis-landscape-r$1.log" 2>&1 &
   done
+  local job
+  for job in $(jobs -p); do wait "$job" || status=1; done
+  tail -n 3 "$log_dir"/analysis-*.log
 }
 
 pick() {  # pick "<run dirs>" <adapter> [rank]: the first run folder of that adapter (and rank)

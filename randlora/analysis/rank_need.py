@@ -92,7 +92,8 @@ def plot_rank_need(ranks: pd.DataFrame, spectra: pd.DataFrame, truncation: pd.Da
         method = rows["method"].iloc[0]
         kw = style(method, seen.get(method, 0))
         seen[method] = seen.get(method, 0) + 1
-        ax_rank.plot(rows["layer_index"], rows["rank_90"], label=f"{run}", markersize=4, **kw)
+        ax_rank.plot(rows["layer_index"], rows["rank_90"], label=f"{run}", markersize=4, zorder=3 if method == "full" else 2,
+                     **kw)
     ax_rank.set(yscale="log", xlabel="adapted layer (model order)", ylabel="rank holding 90 % of ‖ΔW‖²_F",
                 title="Effective rank of ΔW per layer")
     ax_rank.legend(fontsize=8)
@@ -112,6 +113,7 @@ def plot_rank_need(ranks: pd.DataFrame, spectra: pd.DataFrame, truncation: pd.Da
     for axis in (ax_spec.xaxis, ax_trunc.xaxis, ax_rank.yaxis):  # 1, 10, 100 rather than 10^0, 10^1, 10^2
         axis.set_major_formatter(ticker.FuncFormatter(lambda value, _: f"{value:g}"))
         axis.set_minor_formatter(ticker.NullFormatter())
+    ax_rank.yaxis.set_major_locator(ticker.LogLocator(base=2))  # 1, 2, 4, 8, ...
     ax_rank.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     figure.suptitle(title)
     figure.tight_layout()
