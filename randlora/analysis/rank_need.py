@@ -8,7 +8,7 @@ For every adapted layer of the FT run, ΔW = W_ft − W0:
    k = LoRA's rank is already FT's, the task does not need rank; if it collapses there, LoRA's gap is
    rank-caused.
 For every other run (LoRA: ΔW of rank ≤ r; RandLoRA: full rank) the same spectra and ranks, its own metric on the
-same examples, and the overlap of its top subspace with FT's: per layer, k = the run's own 90 %-energy rank and
+same examples (on the whole test split it must be the one the run recorded: `evaluate.check_record`), and the overlap of its top subspace with FT's: per layer, k = the run's own 90 %-energy rank and
 overlap = ‖U_ft,kᵀ U_run,k‖²_F / k (left/output side; right/input side likewise), against k / d for chance.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt
 import matplotlib.ticker as ticker
 import pandas as pd
 
-from .evaluate import Examples, evaluate
+from .evaluate import Examples, check_record, evaluate
 from .output import METRIC_LABELS, progress, save_figure, style, write_table
 from .runs import LoadedRun
 from .spectra import energy_rank, entropy_rank, rank_grid, singular_values, subspace_overlap, truncate
@@ -66,6 +66,7 @@ def truncation_table(runs: list[LoadedRun], examples: Examples, ks: list[int] | 
         set_delta_weights(full.model, full.initial, full.deltas)
     for run in runs:
         scores = evaluate(run.model, examples)
+        check_record(run, examples, scores)  # on the whole test split: the scores it recorded
         rows.append({"run": run.label, "method": run.method, "k": None, **scores})
         progress(f"rank-need: {run.label} as trained: {_describe(scores)}")
     return pd.DataFrame(rows)
