@@ -308,3 +308,65 @@ class RegressionModule(AdapterModule):
         squared = (self(x) - y).pow(2).sum(-1)
         self._check_outputs("test", squared, "squared errors")
         self._record_test(dataloader_idx, squared, None)
+
+
+class GlueModule(ClassificationModule):
+    """GLUE: cross-entropy classification, or MSE regression for STS-B (``backbone.regression``), scored over
+    the whole validation / test set by :func:`randlora.data.glue.glue_metrics` (Matthews and correlations are not
+    means of per-sample values). Logs ``val/<metric>`` for every metric of the task; the test metrics are
+    ``test/<metric>`` (e.g. ``test/acc``, ``test/f1``, ``test/matthews``, ``test/pearson``), and ``metric`` is the
+    one the authors report (``acc``, ``matthews`` for CoLA, ``combined`` for STS-B).
+    """
+
+    def __init__(self, model: nn.Module, optim: Mapping[str, Any], task: str, metric: str,
+                 test_names: Sequence[str] | None = None):
+        super().__init__(model, optim, test_names)
+        self.task, self.metric = task, metric
+        self.regression = bool(getattr(model, "regression", False))
+        self._outputs: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {"val": [], "test": []}
+
+    def _step(self, batch: tuple[Any, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        inputs, labels = batch
+        outputs = self(inputs).float()
+        if self.regression:
+            return F.mse_loss(outputs, labels.float()), outputs, labels
+        return F.cross_entropy(outputs, labels), outputs.argmax(dim=-1), labels
+
+    def training_step(self, batch: tuple[Any, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss, _, labels = self._step(batch)
+        self._check_finite(loss)
+        self.samples_seen += labels.numel()
+        self.log("train/loss", loss, prog_bar=True, batch_size=labels.numel())
+        return loss
+
+    def _collect(self, split: str, batch: tuple[Any, torch.Tensor]) -> torch.Tensor:
+        loss, predictions, labels = self._step(batch)
+        self._outputs[split].append((predictions.detach().cpu(), labels.detach().cpu()))
+        return loss
+
+    def _scores(self, split: str) -> dict[str, float]:
+        from randlora.data.glue import glue_metrics
+
+        outputs, self._outputs[split] = self._outputs[split], []
+        if not outputs:
+            return {}
+        predictions, labels = (torch.cat(parts).numpy() for parts in zip(*outputs))
+        return glue_metrics(self.task, predictions, labels)
+
+    def validation_step(self, batch: tuple[Any, torch.Tensor], batch_idx: int) -> None:
+        self.log("val/loss", self._collect("val", batch), on_epoch=True, batch_size=len(batch[1]))
+
+    def on_validation_epoch_end(self) -> None:
+        for name, value in self._scores("val").items():
+            self.log(f"val/{name}", value, prog_bar=name == self.metric)
+
+    def test_step(self, batch: tuple[Any, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._collect("test", batch)
+
+    def on_test_epoch_start(self) -> None:
+        self._outputs["test"], self.test_metrics = [], {}
+
+    def on_test_epoch_end(self) -> None:
+        self.test_metrics = {f"test/{name}": value for name, value in self._scores("test").items()}
+        for name, value in self.test_metrics.items():
+            self.log(name, value)

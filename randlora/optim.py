@@ -78,7 +78,8 @@ def build_scheduler(optimizer: torch.optim.Optimizer, optim: Mapping[str, Any], 
     """The warm-up + decay schedule, to be stepped once per optimizer step."""
     from torch.optim.lr_scheduler import LambdaLR
 
-    warmup = int(optim["warmup_steps"])
+    ratio = optim.get("warmup_ratio")  # a fraction of the steps (GLUE: the authors' 6 %) instead of a count
+    warmup = int(ratio * total_steps) if ratio is not None else int(optim["warmup_steps"])
     schedule = str(optim["schedule"])
     min_ratio = float(optim.get("min_lr_ratio", 0.0))
     return LambdaLR(optimizer, lambda step: lr_factor(step, warmup, total_steps, schedule, min_ratio))

@@ -100,9 +100,11 @@ def build_loaders(data: Any, loader: DictConfig, seed: int) -> Loaders:
 
 def build_module(cfg: DictConfig, backbone: Any, data: Any, test_names: list[str]) -> AdapterModule:
     """The LightningModule for the backbone's kind."""
-    from randlora.module import CausalLMModule, ClassificationModule, RegressionModule
+    from randlora.module import CausalLMModule, ClassificationModule, GlueModule, RegressionModule
 
     optim = to_plain(cfg.optim)
+    if "glue_task" in data.extras:  # whole-set metrics (F1, Matthews, correlations), STS-B as regression
+        return GlueModule(backbone, optim, data.extras["glue_task"], data.metric, test_names)
     if backbone.kind == "causal_lm":
         return CausalLMModule(backbone, backbone.tokenizer, optim, test_names,
                               max_new_tokens=int(cfg.task.get("max_new_tokens", 32)),

@@ -2,7 +2,8 @@
 
     python scripts/run_experiment.py NAME [--launcher local|joblib|slurm] [--dry-run] [--set AXIS=v1,v2 ...]
                                           [--runs-dir results/runs] [--out-dir results/NAME]
-                                          [--network-map BACKBONE=LABEL] [-- TRAIN.PY OVERRIDES ...]
+                                          [--network-map BACKBONE=LABEL] [--include-debug]
+                                          [-- TRAIN.PY OVERRIDES ...]
 
 NAME: fig3_clip, fig1_clip, fig1_dinov2, fig1_llama, table1_commonsense, vtab, sparse_bases (also through
 experiments/NAME/run.sh). A cell is one run (backbone x adapter x regime x dataset x seed); it is skipped when
@@ -38,6 +39,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--network-map", action="append", default=[], metavar="BACKBONE=LABEL",
                         help="draw and tabulate a backbone as one of the paper's networks, e.g. tiny_clip=ViT-B/32")
     parser.add_argument("--render-only", action="store_true", help="aggregate and render, run nothing")
+    parser.add_argument("--include-debug", action="store_true",
+                        help="count smoke runs (debug=fast) as done and render them (left out by default)")
     args = parser.parse_args(argv)
     args.extra = extra
     args.runs_dir = Path(args.runs_dir).resolve()
@@ -79,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    done = done_cells(cells, experiment_runs(args.runs_dir, cells))
+    done = done_cells(cells, experiment_runs(args.runs_dir, cells, args.include_debug))
     if args.dry_run:
         print_plan(cells, done)
         return 0
@@ -88,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         pending = [c for c, d in zip(cells, done) if not d]
         print(f"{args.name}: {len(cells)} cells, {len(cells) - len(pending)} already ok, running {len(pending)}")
         failed = launch(pending, args.launcher, args.runs_dir, REPO)
-    for path in render(args.name, cells, args.runs_dir, args.out_dir, args.metric, args.aliases):
+    for path in render(args.name, cells, args.runs_dir, args.out_dir, args.metric, args.aliases,
+                       include_debug=args.include_debug):
         print(f"wrote {path}")
     if failed:
         print(f"{failed} sweep(s) had failed jobs: re-run the command to retry them", file=sys.stderr)

@@ -97,8 +97,21 @@ def test_cells_with_an_ok_result_are_skipped_failed_ones_are_not(tmp_path, capsy
     ok = [line for line in lines if line.startswith("[ok]")]
     assert ok == ["[ok] python train.py experiment=table1_commonsense adapter=none backbone=llama3_8b "
                   "task.train_path=null seed=0",
-                  "[ok] python train.py experiment=table1_commonsense/nola backbone=llama3_8b task.train_set=170k seed=0"]
+                  "[ok] python train.py experiment=table1_commonsense/nola backbone=llama3_8b task.train_set=170k "
+                  "seed=0"]
     assert total.startswith("37 cells: 2 with an ok result, 35 to run")
+
+
+def test_smoke_runs_count_as_done_only_when_asked(tmp_path, capsys):
+    import json
+
+    path = write_result(tmp_path, "zero-shot", task="commonsense", backbone="llama3_8b", adapter="none", seed=0,
+                        metrics={"test/acc": 0.27})
+    path.write_text(json.dumps({**json.loads(path.read_text()), "debug": "fast"}))  # a debug=fast run
+    args = ["table1_commonsense", "--runs-dir", str(tmp_path), "--set", "backbone=llama3_8b",
+            "--set", "adapter=zero_shot"]
+    assert _dry_run(capsys, *args)[0][0].startswith("[todo]")
+    assert _dry_run(capsys, *args, "--include-debug")[0][0].startswith("[ok]")
 
 
 def test_unknown_axis_is_one_clear_line(capsys):
@@ -179,7 +192,8 @@ def test_fig3_command_runs_a_reduced_grid_end_to_end_offline_then_skips_it(tmp_p
     command = ["bash", str(REPO / "experiments" / "fig3_clip" / "run.sh"), "--set", "backbone=tiny_clip",
                "--set", "adapter=lora,zero_shot", "--set", "dataset=eurosat", "--set", "regime=1,100%",
                "--set", "seed=0", "--runs-dir", str(tmp_path / "runs"), "--out-dir", str(tmp_path / "out"),
-               "--network-map", "tiny_clip=ViT-B/32", "--", "debug=fast", f"paths.data_dir={tmp_path / 'data'}"]
+               "--network-map", "tiny_clip=ViT-B/32", "--include-debug",  # debug=fast runs are smoke runs
+               "--", "debug=fast", f"paths.data_dir={tmp_path / 'data'}", "task.class_names=folders"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert "3 cells, 0 already ok, running 3" in done.stdout
@@ -211,6 +225,6 @@ def test_table1_keeps_sparse_runs_as_their_own_rows(tmp_path):
     cells = experiment_cells("sparse_bases", {"llm_backbone": ("llama3_8b",), "dataset": ("dtd",), "regime": ("1",)})
     render("sparse_bases", cells, tmp_path / "runs", tmp_path / "out")
     table = (tmp_path / "out" / "tables" / "sparse_bases.md").read_text()
-    assert "| LLaMA3-8B | 170k | — (paper 27.0) | — (paper 81.2) | — (paper 81.7) | — (paper 84.4) | — (paper 85.2) " \
-           "| — (paper 84.6) | 85.0 (n=1) (paper 85.6) |" in table
+    assert "| LLaMA3-8B | 170k | — (paper 27.0) | — (paper 81.2) | — (paper 81.7) | — (paper 84.4) " \
+           "| — (paper 85.2) | — (paper 84.6) | 85.0 (n=1) (paper 85.6) |" in table
     assert "| LLaMA3-8B | 170k, sparse bases | — | — | — | — | — | — | 84.0 (n=1) |" in table

@@ -5,6 +5,7 @@
 | `timm`      | `image.py`     | TimmClassifier  | `image`     | `vit`           |
 | `open_clip` | `clip.py`      | ClipClassifier  | `clip`      | `clip_all`      |
 | `hf_text`   | `text.py`      | TextClassifier  | `text`      | `bert`          |
+| `hf_seqcls` | `seqcls.py`    | SequenceClassifier | `text`   | `roberta`       |
 | `causal_lm` | `causal_lm.py` | CausalLM        | `causal_lm` | `llm` / `phi3`  |
 | `synthetic` | `synthetic.py` | SyntheticMLP    | `regression`| `all`           |
 
@@ -40,11 +41,15 @@ def build_backbone(backbone_cfg: Any, task_info: Any = None) -> Backbone:
         from .text import TextClassifier
 
         return TextClassifier(cfg, task)
+    if cfg.family == "hf_seqcls":
+        from .seqcls import SequenceClassifier
+
+        return SequenceClassifier(cfg, task)
     if cfg.family == "synthetic":
         from .synthetic import SyntheticMLP
 
         return SyntheticMLP(cfg, task)
-    from .causal_lm import CausalLM  # BackboneConfig has checked that the family is one of the five
+    from .causal_lm import CausalLM  # BackboneConfig has checked the family
 
     return CausalLM(cfg, task)
 

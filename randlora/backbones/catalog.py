@@ -26,9 +26,12 @@ BACKBONES: dict[str, dict[str, Any]] = {
     "phi3_mini": {**_LLM, "name": "microsoft/Phi-3-mini-4k-instruct"},
     "minilm": {"family": "hf_text", "name": "sentence-transformers/all-MiniLM-L6-v2", "path": None,
                "max_length": 128},
+    "roberta_base": {"family": "hf_seqcls", "name": "FacebookAI/roberta-base", "path": None, "max_length": 128},
+    "roberta_large": {"family": "hf_seqcls", "name": "FacebookAI/roberta-large", "path": None, "max_length": 128},
     "tiny_vit": {"family": "timm", "name": "tiny_vit", "pretrained": False, "path": None},
     "tiny_clip": {**_CLIP, "name": "tiny_clip", "pretrained": False},
     "tiny_bert": {"family": "hf_text", "name": "tiny_bert", "path": None, "max_length": 64},
+    "tiny_roberta": {"family": "hf_seqcls", "name": "tiny_roberta", "path": None, "max_length": 64},
     "tiny_llama": {"family": "causal_lm", "name": "tiny_llama", "path": None, "max_length": 64},
     "synthetic_mlp": {"family": "synthetic", "name": "mlp", "model_kwargs": {"width": 64, "depth": 2, "seed": 0}},
 }

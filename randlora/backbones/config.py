@@ -2,8 +2,8 @@
 
 Fields (all families unless stated):
 
-- `family` (str, required): `timm`, `open_clip`, `hf_text`, `causal_lm` or `synthetic` (the controlled
-  experiment's frozen random network, see `synthetic.py`).
+- `family` (str, required): `timm`, `open_clip`, `hf_text`, `hf_seqcls` (GLUE), `causal_lm` or `synthetic`
+  (the controlled experiment's frozen random network, see `synthetic.py`).
 - `name` (str, required): the model to build. A timm model name (`vit_base_patch14_dinov2.lvd142m`), an
   open_clip architecture (`ViT-B-32`), a Hugging Face hub id (`Qwen/Qwen2-0.5B`), or a tiny stand-in
   (`tiny_vit`, `tiny_clip`, `tiny_bert`, `tiny_llama`; see `stand_ins.py`) that is built with random
@@ -53,7 +53,7 @@ from typing import Any
 
 import torch
 
-FAMILIES = ("timm", "open_clip", "hf_text", "causal_lm", "synthetic")
+FAMILIES = ("timm", "open_clip", "hf_text", "hf_seqcls", "causal_lm", "synthetic")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 CLIP_HEADS = ("prompts", "linear")
 LOGIT_SCALES = ("exp", "raw")

@@ -33,6 +33,10 @@ commonsense (LLM-Adapters format, see ``randlora.data.commonsense``)
     val_size=120, split_seed=42      seeded validation hold-out from the training file (LLM-Adapters: 120)
     train_on_inputs=true             false masks the prompt tokens out of the loss
 imagefolder, text, instruction       the user's own data (see ``randlora.data.own_tasks``)
+glue (the authors' GLUE runs, see ``randlora.data.glue``)
+    dataset                required  sst2, mrpc, cola, qnli, rte, stsb
+    root=null                        local copy of nyu-mll/glue in the hub layout; null = the hub through datasets
+    max_train_samples=null           the first N training examples (null = all)
 synthetic_fullrank (the controlled experiment, see ``randlora.data.synthetic``; needs backbone=synthetic_mlp)
     target_rank=null, perturbation=0.5, target_seed=1, train_size=4096, val_size=512, test_size=1024, data_seed=0
 """
@@ -45,7 +49,7 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from . import classnames, commonsense, fewshot, manifest, own_tasks, tweets, vtab
+from . import classnames, commonsense, fewshot, glue, manifest, own_tasks, tweets, vtab
 from .common import as_list, cfg_get
 
 
@@ -247,6 +251,23 @@ def _commonsense_build(cfg: Any, backbone: Any) -> TaskData:
                     extras={"data_manifest": manifest.files_hash(read)}, answer_extractor=commonsense.answer_extractor)
 
 
+# ------------------------------------------------------------------------------------------------ glue
+
+
+def _glue_info(cfg: Any) -> TaskInfo:
+    task = glue.get_task(cfg_get(cfg, "dataset"))
+    return TaskInfo(task.num_labels, None)
+
+
+def _glue_build(cfg: Any, backbone: Any) -> TaskData:
+    task = glue.get_task(cfg_get(cfg, "dataset"))
+    splits = glue.load_splits(task.name, root=cfg_get(cfg, "root", None),
+                              max_train_samples=cfg_get(cfg, "max_train_samples", None))
+    return TaskData(splits["train"], splits["validation"], splits["validation"], task.num_labels, None,
+                    collate=getattr(backbone, "collate", None), metric=task.reported, subtask=task.name,
+                    extras={"val_is_test": True, "glue_task": task.name})
+
+
 # ------------------------------------------------------------------------------------------- synthetic
 
 
@@ -259,6 +280,7 @@ register_task("tweets", _tweets_info, _tweets_build)
 register_task("vtab", _vtab_info, _vtab_build)
 register_task("fewshot", _fewshot_info, _fewshot_build)
 register_task("commonsense", _commonsense_info, _commonsense_build)
+register_task("glue", _glue_info, _glue_build)
 register_task("imagefolder", own_tasks.imagefolder_info, own_tasks.imagefolder_build)
 register_task("text", own_tasks.text_info, own_tasks.text_build)
 register_task("instruction", own_tasks.instruction_info, own_tasks.instruction_build)
@@ -269,4 +291,4 @@ register_task(
 )
 
 __all__ = ["TaskData", "TaskHandler", "TaskInfo", "TASKS", "build_task_data", "register_task", "task_info",
-           "commonsense", "fewshot", "tweets", "vtab"]
+           "commonsense", "fewshot", "glue", "tweets", "vtab"]

@@ -27,6 +27,9 @@ FIG1_LLAMA_VARIANTS = ("lora_efficient", "lora_performant", "lora_large", "randl
 TRAIN_SETS = ("15k", "170k")
 BASES = ("dense", "sparse", "very_sparse")
 ZERO_SHOT = "zero_shot"  # the variant name of the untrained model (adapter=none)
+GLUE_TASKS = ("sst2", "mrpc", "cola", "qnli", "rte", "stsb")
+GLUE_TRAIN_SIZE = {"sst2": 67_349, "mrpc": 3_668, "cola": 8_551, "qnli": 104_743, "rte": 2_490, "stsb": 5_749}
+GLUE_SEQUENCES_PER_SECOND = {"roberta_base": 1500, "roberta_large": 500}  # 128 tokens, bf16, one H100
 
 # Compute model (estimates): images per second of training on one H100 in bf16, images seen per cell.
 IMAGES_PER_SECOND = {"clip_vitb32": 3000, "clip_vitl14": 1200, "clip_vith14": 600, "dinov2_vitb14": 2000,
@@ -143,6 +146,18 @@ def _sparse_bases(axes: Mapping[str, Sequence[str]], extra: Sequence[str]) -> li
     return cells + _commonsense()(llm_axes, extra)
 
 
+def _glue(axes: Mapping[str, Sequence[str]], extra: Sequence[str]) -> list[Cell]:
+    """The authors' GLUE runs: RoBERTa-base and -large x LoRA, RandLoRA, VeRA x six tasks x seeds 1-5."""
+    def hours(backbone: str, task: str) -> float | None:
+        rate = GLUE_SEQUENCES_PER_SECOND.get(backbone)
+        return None if rate is None else RUN_OVERHEAD_HOURS + 10 * GLUE_TRAIN_SIZE.get(task, 0) / rate / 3600
+
+    return [make_cell((f"experiment=glue/{variant}", f"backbone={backbone}"), extra, dataset=task, seed=int(s),
+                      hours=hours(backbone, task))
+            for backbone in axes["backbone"] for variant in axes["adapter"] for task in axes["dataset"]
+            for s in axes["seed"]]
+
+
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
     Experiment("fig3_clip", "Figure 3: CLIP over few-shot regimes and data fractions",
                {"backbone": CLIP_BACKBONES, "adapter": FIG3_VARIANTS + (ZERO_SHOT,), "dataset": FIG3_DATASETS,
@@ -167,6 +182,9 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
     Experiment("vtab", "VTAB-1k (not in the paper)",
                {"backbone": ("dinov2_vitb14",), "adapter": ("full", "lora", "vera", "nola", "randlora"),
                 "dataset": tuple(VTAB_TASKS), "seed": SEEDS}, _vtab),
+    Experiment("glue", "GLUE (appendix): RoBERTa-base and -large",
+               {"backbone": ("roberta_base", "roberta_large"), "adapter": ("lora", "randlora", "vera"),
+                "dataset": GLUE_TASKS, "seed": ("1", "2", "3", "4", "5")}, _glue),
     Experiment("sparse_bases", "Sparse bases: dense vs sparse vs very sparse RandLoRA (Figure 3, Table 1 settings)",
                {"clip_backbone": ("clip_vitb32",), "dataset": FIG3_DATASETS, "regime": REGIMES,
                 "llm_backbone": LLM_BACKBONES, "llm_adapter": ("randlora_efficient", "randlora_performant"),

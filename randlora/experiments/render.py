@@ -58,6 +58,12 @@ def _sparse_bases(summary, reference, runs, metric, aliases):
         reporting.table1_commonsense(summary, table1_ref, runs, metric, aliases)]
 
 
+def _glue(summary, reference, runs, metric, aliases):
+    from randlora.reporting.glue import glue_table
+
+    return [glue_table(summary)]
+
+
 @dataclass(frozen=True)
 class Rendering:
     """What an experiment renders: the reference CSV's folder (or None), its tables and figures."""
@@ -75,12 +81,17 @@ RENDERINGS = {
     "fig1_llama": Rendering("fig1_llama", _fig1, ("params",)),
     "vtab": Rendering(None, _vtab, ()),
     "sparse_bases": Rendering("fig3_clip", _sparse_bases, ("regime",)),
+    "glue": Rendering(None, _glue, ()),
 }
 
 
-def experiment_runs(runs_dir: Path, cells: Sequence[Cell]) -> pd.DataFrame:
-    """The runs table of ``runs_dir`` restricted to runs of ``cells`` (empty when there is no such folder)."""
-    runs = reporting.collect(runs_dir) if runs_dir.is_dir() else typed(pd.DataFrame(columns=RUN_COLUMNS))
+def experiment_runs(runs_dir: Path, cells: Sequence[Cell], include_debug: bool = False) -> pd.DataFrame:
+    """The runs table of ``runs_dir`` restricted to runs of ``cells`` (empty when there is no such folder).
+
+    Smoke runs (``debug=fast``) neither count as done nor enter the tables unless ``include_debug``.
+    """
+    runs = (reporting.collect(runs_dir, include_debug=include_debug) if runs_dir.is_dir()
+            else typed(pd.DataFrame(columns=RUN_COLUMNS)))
     return runs[belongs(runs, cells)].reset_index(drop=True) if len(runs) else runs
 
 
@@ -94,13 +105,14 @@ def write_tables(tables: list[reporting.Table], out_dir: Path, stem: str) -> lis
 
 
 def render(name: str, cells: Sequence[Cell], runs_dir: Path, out_dir: Path, metric: str = "test/acc",
-           aliases: Mapping[str, str] | None = None, rendering: Rendering | None = None) -> list[Path]:
+           aliases: Mapping[str, str] | None = None, rendering: Rendering | None = None,
+           include_debug: bool = False) -> list[Path]:
     """Aggregate the runs of ``cells`` under ``runs_dir`` and write the summaries, tables and figures of ``name``."""
     from randlora.reporting.figures import make_figures
 
     rendering = rendering or RENDERINGS[name]
     aliases = dict(aliases or {})
-    runs = experiment_runs(runs_dir, cells)
+    runs = experiment_runs(runs_dir, cells, include_debug)
     written = [reporting.write_csv(runs, out_dir / "summary.csv")]
     summary = reporting.summarise(runs)
     written.append(reporting.write_csv(summary, out_dir / "summary_mean.csv"))

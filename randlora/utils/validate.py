@@ -61,6 +61,8 @@ RULES: list[tuple[str, bool, Callable[[Any], bool], str]] = [
     ("optim.betas", True, lambda v: isinstance(v, (list, tuple)) and len(v) == 2
      and all(_is_number(b) and 0 <= b < 1 for b in v), "two numbers in [0, 1)"),
     ("optim.warmup_steps", True, int_at_least(0), "an integer >= 0"),
+    ("optim.warmup_ratio", False, optional(lambda v: _is_number(v) and 0 <= v < 1),
+     "a number in [0, 1) (the fraction of steps that warm up) or null"),
     ("optim.schedule", True, one_of(SCHEDULES), f"one of {', '.join(SCHEDULES)}"),
     ("optim.grad_clip", False, optional(number_above(0)), "a number > 0 or null"),
     ("optim.accumulate_grad_batches", True, int_at_least(1), "an integer >= 1"),
