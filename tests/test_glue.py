@@ -128,11 +128,11 @@ def test_glue_command_runs_a_reduced_grid_end_to_end_offline(tmp_path):
     write_glue(root, "stsb")
     repo = Path(__file__).resolve().parents[1]
     command = ["bash", str(repo / "experiments" / "glue" / "run.sh"), "--set", "backbone=tiny_roberta",
-               "--set", "adapter=randlora", "--set", "dataset=mrpc,stsb", "--set", "seed=1",
+               "--set", "adapter=lora", "--set", "dataset=mrpc,stsb", "--set", "seed=1",
                "--runs-dir", str(tmp_path / "runs"), "--out-dir", str(tmp_path / "out"), "--include-debug", "--",
                "debug=fast", f"task.root={root}"]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     table = (tmp_path / "out" / "tables" / "glue.md").read_text()
-    row = next(line for line in table.splitlines() if line.startswith("| tiny_roberta | RandLoRA r64 |"))
+    row = next(line for line in table.splitlines() if line.startswith("| tiny_roberta | LoRA r4 |"))
     assert row.count("(n=1)") == 2  # mrpc and stsb
