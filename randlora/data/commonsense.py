@@ -275,6 +275,20 @@ def split_train_val(
     return train, val
 
 
+def seeded_subset(records: Sequence[dict[str, str]], size: int | None, seed: int,
+                  key: str = "size") -> list[dict[str, str]]:
+    """``size`` records drawn without replacement by ``seed``, kept in their original order (all when ``size``
+    is None or not smaller than ``len(records)``). ``key`` names the setting in the error for a size below 1."""
+    if size is None:
+        return list(records)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"{key}={size!r} must be a positive integer or null (all records)")
+    if size >= len(records):
+        return list(records)
+    chosen = sorted(random.Random(seed).sample(range(len(records)), size))
+    return [records[i] for i in chosen]
+
+
 class CausalLMCollator:
     """Turn a list of records into a causal-LM batch, LLM-Adapters style.
 

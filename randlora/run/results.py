@@ -255,3 +255,16 @@ def write_result(run_dir: str | Path, result: Mapping[str, Any]) -> Path:
     """Write ``result`` to ``<run_dir>/result.json`` atomically and return the path."""
     return write_json_atomic(Path(run_dir) / RESULT_FILE, dict(result))
 
+
+
+GENERATIONS_DIR = "generations"
+
+
+def write_generations(run_dir: str | Path, generations: Mapping[str, list], rank: int = 0,
+                      world_size: int = 1) -> list[Path]:
+    """One ``<run_dir>/generations/<test set>.json`` per test set: every generation with its extracted and gold
+    answer (LLM-Adapters keeps the same per task), so a reader can see why a score is what it is. With several
+    processes each writes its own share as ``<test set>.rank<k>.json``."""
+    suffix = "" if world_size == 1 else f".rank{rank}"
+    return [write_json_atomic(Path(run_dir) / GENERATIONS_DIR / f"{name}{suffix}.json", records)
+            for name, records in generations.items() if records]
