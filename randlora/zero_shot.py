@@ -53,7 +53,7 @@ def evaluate_zero_shot(cfg: DictConfig, info: Any) -> dict:
     from randlora.adapters import count_parameters
     from randlora.backbones import build_backbone
     from randlora.data import build_task_data, task_info
-    from randlora.run.results import build_result, write_result
+    from randlora.run.results import build_result, write_generations, write_result
     from randlora.train import build_loaders, build_module, with_task_baseline
     from randlora.run.summary import print_summary
 
@@ -69,6 +69,7 @@ def evaluate_zero_shot(cfg: DictConfig, info: Any) -> dict:
     module = build_module(cfg, backbone, data, loaders.test_names)
     trainer: pl.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=[], logger=False)
     trainer.test(module, loaders.test, verbose=False)
+    write_generations(info.run_dir, getattr(module, "generations", {}), trainer.global_rank, trainer.world_size)
     if not module.test_metrics:
         raise RuntimeError("zero-shot evaluation produced no test metric (empty test sets?)")
 

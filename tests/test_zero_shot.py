@@ -22,7 +22,10 @@ def test_zero_shot_commonsense_generation_writes_an_ok_zero_shot_result(tmp_path
     stored = _stored(cfg)
     assert stored["status"] == "ok" and stored["zero_shot"] is True and stored["adapter"] == "none"
     assert stored["params"]["trainable"] == 0 and stored["params"]["total"] > 0
-    assert set(stored["metrics"]) == {"test/acc", "test/acc/boolq"}  # no training, so no validation metric
+    # no training, so no validation metric; the extraction share beside the accuracy
+    assert set(stored["metrics"]) == {"test/acc", "test/acc/boolq", "test/extracted", "test/extracted/boolq"}
+    generations = json.loads((Path(cfg.paths.output_dir) / "generations" / "boolq.json").read_text())
+    assert len(generations) == len(json.loads((test_root / "boolq" / "test.json").read_text()))
     assert 0.0 <= stored["metrics"]["test/acc"] <= 1.0
     assert result["metrics"] == stored["metrics"]
     assert not (Path(cfg.paths.output_dir) / "adapter.safetensors").exists()

