@@ -1,13 +1,16 @@
 """``task_info`` / ``build_task_data`` dispatch for every task, with OmegaConf configs and backbone stand-ins."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
-from helpers_data import (ImageBackboneStandIn, TextBackboneStandIn, make_commonsense_root,
-                          make_commonsense_train_file, make_image_folder, make_vtab_tree, write_tweets_csv)
+from helpers_data import (ImageBackboneStandIn, TextBackboneStandIn, make_commonsense_records, make_commonsense_root,
+                          make_commonsense_train_file, make_image_folder, make_vtab_tree, write_commonsense_file,
+                          write_tweets_csv)
 from randlora.data import TASKS, TaskData, TaskInfo, build_task_data, commonsense, register_task, task_info
 
 
@@ -84,6 +87,32 @@ def test_commonsense_task(tmp_path):
         build_task_data(cfg, None)
     cfg.tasks = ["boolq", "BoolQ"]
     with pytest.raises(ValueError, match="task.tasks: unknown task 'BoolQ'"):
+        build_task_data(cfg, None)
+
+
+def test_commonsense_mixes_training_files_and_draws_seeded_subsets(tmp_path):
+    files = [write_commonsense_file(tmp_path / f"{task}.train.json", make_commonsense_records(task, 10))
+             for task in ("boolq", "ARC-Easy")]
+    make_commonsense_root(tmp_path / "tests", ["boolq", "piqa"], n=12)
+    cfg = OmegaConf.create({"name": "commonsense", "train_path": [str(f) for f in files], "train_size": 8,
+                            "val_size": 2, "split_seed": 3, "test_root": str(tmp_path / "tests"),
+                            "tasks": ["boolq", "piqa"], "max_eval_samples": 5, "eval_sample_seed": 0})
+    data = build_task_data(cfg, None)
+    pool = json.loads(files[0].read_text()) + json.loads(files[1].read_text())
+    drawn = list(data.train.records) + list(data.val.records)
+    assert len(data.train) == 6 and len(data.val) == 2 and all(r in pool for r in drawn)
+    assert len({json.dumps(r, sort_keys=True) for r in drawn}) == 8  # without replacement
+    assert build_task_data(cfg, None).train.records == data.train.records  # seeded
+    cfg.split_seed = 4
+    assert build_task_data(cfg, None).train.records != data.train.records
+    test_records = json.loads((tmp_path / "tests" / "piqa" / "test.json").read_text())
+    sample = data.test["piqa"].records
+    assert len(sample) == 5 and sample != test_records[:5]  # a seeded sample, not the first 5 ...
+    assert sample == sorted(sample, key=test_records.index)  # ... kept in file order
+    cfg.eval_sample_seed = None
+    assert build_task_data(cfg, None).test["piqa"].records == test_records[:5]
+    cfg.train_size = 0
+    with pytest.raises(ValueError, match=r"task.train_size=0 must be a positive integer or null"):
         build_task_data(cfg, None)
 
 

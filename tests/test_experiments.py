@@ -26,8 +26,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 from safetensors import safe_open
 
-from helpers_data import (make_commonsense_root, make_commonsense_train_file, make_image_folder, make_vtab_tree,
-                          write_tweets_csv)
+from helpers_data import (make_commonsense_records, make_commonsense_root, make_commonsense_train_file,
+                          make_image_folder, make_vtab_tree, write_commonsense_file, write_tweets_csv)
 from helpers_training import training_config
 from randlora.adapters.config import PRESETS
 from randlora.data import classnames, commonsense, fewshot, vtab
@@ -298,6 +298,29 @@ def test_tiny_llama_on_commonsense_scores_every_task_by_generation(tmp_path):
     per_task = {k.removeprefix("test/acc/"): v for k, v in saved["metrics"].items() if k.startswith("test/acc/")}
     assert set(per_task) == set(commonsense.TASKS)  # boolq, piqa, social_i_qa, ..., openbookqa
     assert saved["metrics"]["test/acc"] == pytest.approx(sum(per_task.values()) / len(per_task))
+
+
+def test_offline_commonsense_mixes_the_training_files_and_saves_every_generation(tmp_path):
+    """experiment=offline_commonsense on fixtures in the shared layout: <root>/<task>.test.json and
+    <root>/train/<task>.train.json; seeded subsets; per-task generations beside the run."""
+    root = make_commonsense_root(tmp_path / "commonsense", n=5, layout="flat")
+    for task in ("boolq", "ARC-Easy", "ARC-Challenge", "openbookqa"):
+        write_commonsense_file(root / "train" / f"{task}.train.json", make_commonsense_records(task, 6))
+    cfg = training_config(tmp_path, ["experiment=offline_commonsense", "backbone=tiny_llama", f"task.test_root={root}",
+                                     "task.train_size=8", "task.max_eval_samples=3", "task.max_new_tokens=4",
+                                     "adapter=lora", "adapter.rank=2"])
+    assert cfg.task.train_path[1] == f"{root}/train/ARC-Easy.train.json"
+    saved = train(cfg)
+    assert saved["status"] == "ok" and "val/acc_best" not in saved["metrics"]  # no validation: one epoch
+    tasks = ["boolq", "piqa", "social_i_qa", "winogrande", "ARC-Easy", "ARC-Challenge", "openbookqa"]
+    for task in tasks:
+        records = json.loads((tmp_path / "run" / "generations" / f"{task}.json").read_text())
+        assert len(records) == 3 and set(records[0]) == {"prompt", "generation", "extracted", "answer", "correct"}
+        assert saved["metrics"][f"test/acc/{task}"] == pytest.approx(sum(r["correct"] for r in records) / 3)
+        share = sum(r["extracted"] is not None for r in records) / 3
+        assert saved["metrics"][f"test/extracted/{task}"] == pytest.approx(share)
+    assert saved["metrics"]["test/extracted"] == pytest.approx(
+        sum(saved["metrics"][f"test/extracted/{t}"] for t in tasks) / len(tasks))
 
 
 def test_tiny_bert_on_tweets(tmp_path):

