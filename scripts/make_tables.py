@@ -5,6 +5,7 @@
         -> fig3_clip.{md,tex}            Figure 3 data: CLIP accuracy per regime and adapter, peak memory
         -> summary_<metric>.{md,tex}     per task: every configuration (rows) × adapter and rank (columns)
         -> points_<metric>.{md,tex}      per task: one row per adapter and rank, the best lr by validation
+        -> subtasks_<metric>.{md,tex}    per task with subtasks (commonsense): one column per <metric>/<subtask>
     The paper tables (test/acc) are always written: the paper's numbers, with empty cells where we have no run.
     The summary and points tables are written for every test metric present (test/acc, test/rel_error, ...),
     or only for --metric.
@@ -61,7 +62,8 @@ def paper_tables(summary, runs, table1_ref, fig3_ref, aliases) -> dict[str, list
 
 
 def metric_tables(summary, metric: str, out_dir: Path) -> list[Path]:
-    """summary_<metric> and points_<metric>, one table per task that measured ``metric``."""
+    """summary_<metric> and points_<metric>, one table per task that measured ``metric``; subtasks_<metric> for
+    the tasks that measured it per subtask."""
     slug = re.sub(r"[^A-Za-z0-9]+", "_", metric).strip("_")
     if f"{metric}:mean" not in summary.columns:
         available = reporting.measured_test_metrics(summary)
@@ -72,10 +74,15 @@ def metric_tables(summary, metric: str, out_dir: Path) -> list[Path]:
     if not per_task:
         print(f"skipped summary_{slug}: no completed run has {metric}")
         return []
-    return (write_tables([reporting.summary_table(rows, metric, f"Summary of {task}: {metric}")
-                          for task, rows in per_task.items()], out_dir, f"summary_{slug}")
-            + write_tables([reporting.points_table(rows, metric, f"{task}: {metric} per adapter")
-                            for task, rows in per_task.items()], out_dir, f"points_{slug}"))
+    written = (write_tables([reporting.summary_table(rows, metric, f"Summary of {task}: {metric}")
+                             for task, rows in per_task.items()], out_dir, f"summary_{slug}")
+               + write_tables([reporting.points_table(rows, metric, f"{task}: {metric} per adapter")
+                               for task, rows in per_task.items()], out_dir, f"points_{slug}"))
+    with_subtasks = {task: rows for task, rows in per_task.items() if reporting.subtask_columns(rows, metric)}
+    if with_subtasks:
+        written += write_tables([reporting.subtasks_table(rows, metric, f"{task}: {metric} per subtask")
+                                 for task, rows in with_subtasks.items()], out_dir, f"subtasks_{slug}")
+    return written
 
 
 def main(argv: list[str] | None = None) -> int:

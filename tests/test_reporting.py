@@ -410,6 +410,31 @@ def test_points_table_one_row_per_point_lr_chosen_by_validation(tmp_path):
     assert any("Failed runs, not averaged in: 1" in note for note in table.footnotes)
 
 
+def test_subtasks_table_per_task_accuracy_and_extraction_share(tmp_path):
+    """Commonsense runs: one column per task and the mean, for test/acc and for test/extracted (in %)."""
+    for adapter, rank, trainable, seeds in (("lora", 8, 1600, (0, 1)), ("none", None, 0, (0,))):
+        for seed in seeds:
+            base = 0.5 if adapter == "lora" else 0.2
+            metrics = {"test/acc": base + 0.05 + 0.1 * seed, "test/acc/boolq": base + 0.1 * seed,
+                       "test/acc/piqa": base + 0.1 + 0.1 * seed, "test/extracted": 1.0 if adapter == "lora" else 0.25,
+                       "test/extracted/boolq": 1.0 if adapter == "lora" else 0.0,
+                       "test/extracted/piqa": 1.0 if adapter == "lora" else 0.5}
+            write_result(tmp_path, f"{adapter}-{seed}", task="commonsense", backbone="smollm2", adapter=adapter,
+                         rank=rank, seed=seed, trainable=trainable, metrics=metrics)
+    summary = rio.summarise(rio.collect(tmp_path))
+    assert rio.subtask_columns(summary, "test/acc") == ["boolq", "piqa"]
+    table = rio.subtasks_table(summary, "test/acc")
+    assert table.header == ["adapter", "rank", "trainable", "boolq", "piqa", "mean", "seeds"]
+    assert table.rows == [["zero-shot", "—", "0", "20.0", "30.0", "25.0", "1"],
+                          ["LoRA", "8", "1,600", "55.0 ± 7.1", "65.0 ± 7.1", "60.0 ± 7.1", "2"]]
+    extracted = rio.subtasks_table(summary, "test/extracted")
+    assert [row[3:6] for row in extracted.rows] == [["0.0", "50.0", "25.0"], ["100.0 ± 0.0", "100.0 ± 0.0",
+                                                                               "100.0 ± 0.0"]]
+    assert rio.metric_label("test/extracted") == "test answers extracted (%)"
+    with pytest.raises(KeyError, match="no per-subtask columns"):
+        rio.subtasks_table(summary, "test/rel_error")
+
+
 def test_make_tables_writes_every_metric_and_the_paper_tables_without_runs(runs_dir, tmp_path):
     """No --metric: the tables of every test metric present (here rel_error only); the paper's tables are written
     with the paper's numbers and empty cells although no commonsense or few-shot run exists."""

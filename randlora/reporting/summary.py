@@ -119,13 +119,16 @@ def lower_is_better(metric: str) -> bool:
 
 
 def metric_scale(metric: str) -> float:
-    """100 for accuracies (stored as fractions, shown in %), 1 for everything else."""
-    return 100.0 if metric.split("/")[1].startswith("acc") else 1.0
+    """100 for accuracies and shares (stored as fractions, shown in %), 1 for everything else."""
+    return 100.0 if metric.split("/")[1].startswith(("acc", "extracted")) else 1.0
 
 
 def metric_label(metric: str) -> str:
-    """``test/acc`` -> "test accuracy (%)", ``test/rel_error`` -> "test rel_error (lower is better)"."""
+    """``test/acc`` -> "test accuracy (%)", ``test/rel_error`` -> "test rel_error (lower is better)",
+    ``test/extracted`` -> "test answers extracted (%)"."""
     split, name = metric.split("/", 1)
+    if name.startswith("extracted"):
+        return f"{split} answers extracted{' ' + name[9:].strip('/') if name[9:] else ''} (%)"
     if metric_scale(metric) == 100.0:
         return f"{split} accuracy{' ' + name[3:].strip('/_') if name[3:] else ''} (%)"
     return f"{split} {name}" + (" (lower is better)" if lower_is_better(metric) else "")

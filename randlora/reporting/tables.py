@@ -122,6 +122,48 @@ def points_table(summary: pd.DataFrame, metric: str, title: str | None = None) -
     return Table(title or f"{metric} per adapter", header, rows, notes, label_columns=len(shown) + 1)
 
 
+def subtask_columns(summary: pd.DataFrame, metric: str) -> list[str]:
+    """The subtasks with a value in some ``<metric>/<subtask>`` column of ``summary``, in column order."""
+    prefix = f"{metric}/"
+    return [c[len(prefix):-len(":mean")] for c in summary.columns
+            if c.startswith(prefix) and c.endswith(":mean") and "/" not in c[len(prefix):-len(":mean")]
+            and summary[c].notna().any()]
+
+
+def subtasks_table(summary: pd.DataFrame, metric: str, title: str | None = None) -> Table:
+    """One row per configuration (labelled by the keys that vary, adapter and rank always), one column per
+    subtask's ``<metric>/<subtask>`` and the ``<metric>`` average, plus trainable parameters and seeds: e.g. the
+    per-task accuracies of commonsense runs, or the share of generations an answer could be extracted from."""
+    subtasks = subtask_columns(summary, metric)
+    if not subtasks:
+        raise KeyError(f"no per-subtask columns {metric}/<subtask> in the summary")
+    ok = summary[(summary["status"] == "ok") & summary[f"{metric}:mean"].notna()]
+    row_keys = ["adapter", "rank"] + [k for k in key_columns(ok) if k not in ("adapter", "rank")
+                                      and ok[k].map(norm_key).nunique(dropna=False) > 1]
+    scale = metric_scale(metric)
+    digits = 1 if scale == 100 else 3
+    rows = []
+    for r in sorted(ok.to_dict("records"), key=lambda r: _sort_key(
+            (r["trainable:mean"] if _present(r.get("trainable:mean")) else -1.0,
+             *(norm_key(r[k]) for k in row_keys)))):
+        label = [ADAPTER_LABELS.get(r["adapter"], r["adapter"]),
+                 MISSING_CELL if norm_key(r["rank"]) is None else str(norm_key(r["rank"]))]
+        label += [MISSING_CELL if norm_key(r[k]) is None else f"{norm_key(r[k]):g}" if isinstance(
+            norm_key(r[k]), float) else str(norm_key(r[k])) for k in row_keys[2:]]
+        cells = [format_cell(r[f"{metric}/{t}:mean"] * scale, r[f"{metric}/{t}:std"] * scale, int(r["n"]),
+                             digits=digits).replace(" (n=1)", "") for t in subtasks]
+        cells.append(format_cell(r[f"{metric}:mean"] * scale, r[f"{metric}:std"] * scale, int(r["n"]),
+                                 digits=digits).replace(" (n=1)", ""))
+        trainable = f"{int(r['trainable:mean']):,}" if _present(r.get("trainable:mean")) else MISSING_CELL
+        rows.append(label + [trainable] + cells + [str(int(r["n"]))])
+    header = row_keys + ["trainable"] + subtasks + ["mean", "seeds"]
+    notes = [f"{metric}{' (%)' if scale == 100 else ''}: mean ± std over seeds (one value: one seed); "
+             "mean = the unweighted average over the subtasks."]
+    if n_failed := int(summary["n_failed"].fillna(0).sum()):
+        notes.append(f"Failed runs, not averaged in: {n_failed}.")
+    return Table(title or f"{metric} per subtask", header, rows, notes, label_columns=len(row_keys))
+
+
 def to_markdown(table: Table) -> str:
     """GitHub Markdown: a heading, the table (pipes escaped) and the footnotes as a list."""
     def line(cells: Sequence[str]) -> str:
