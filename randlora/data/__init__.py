@@ -238,7 +238,7 @@ def _commonsense_build(cfg: Any, backbone: Any) -> TaskData:
         train_records, val_records = commonsense.split_train_val(
             records, cfg_get(cfg, "val_size", 120), cfg_get(cfg, "split_seed", 42))
         train = commonsense.CommonsenseDataset(train_records)
-        val = commonsense.CommonsenseDataset(val_records)
+        val = commonsense.CommonsenseDataset(val_records) if val_records else None  # val_size 0: no validation
     test: dict[str, Dataset] = {}
     read = list(as_list(train_path) or [])
     if test_root is not None:
