@@ -48,7 +48,8 @@ def _dataset_problems(task: str, task_cfg: Any) -> list[str]:
 TASK_PATHS: dict[str, list[tuple[str, str, bool, str]]] = {
     "tweets": [("path", "file", False, f"a tweet CSV with columns {', '.join(tweets.COLUMNS)}; null uses the "
                                       "bundled corpus")],
-    "commonsense": [("train_path", "file", False, "commonsense_15k.json or commonsense_170k.json of LLM-Adapters"),
+    "commonsense": [("train_path", "file", False, "commonsense_15k.json or commonsense_170k.json of LLM-Adapters, "
+                                                  "or a list of training files"),
                     ("test_root", "dir", False, "<task>/test.json per task")],
     "imagefolder": [("root", "dir", True, "a folder holding train/<class>/ and test/<class>/")],
     "text": [("path", "file", False, "a .csv, .tsv, .jsonl or .json file"), ("test_path", "file", False, "a file"),
@@ -66,9 +67,10 @@ def _file_problems(task: str, task_cfg: Any) -> list[str]:
             if required:
                 problems.append(f"task.{key} is missing: task={task} needs it ({what})")
             continue
-        exists = Path(str(value)).is_file() if kind == "file" else Path(str(value)).is_dir()
-        if not exists:
-            problems.append(f"task.{key}={str(value)!r}: no such {'file' if kind == 'file' else 'folder'} ({what})")
+        for item in as_list(value):  # commonsense's train_path may list several files (mixed)
+            exists = Path(str(item)).is_file() if kind == "file" else Path(str(item)).is_dir()
+            if not exists:
+                problems.append(f"task.{key}={str(item)!r}: no such {'file' if kind == 'file' else 'folder'} ({what})")
     if task == "commonsense":
         unknown = [t for t in as_list(cfg_get(task_cfg, "tasks", None)) or [] if t not in commonsense.TASKS]
         if unknown:
@@ -88,7 +90,11 @@ def _backbone_problems(task: str, backbone_cfg: Any) -> list[str]:
         return [f"backbone.family={family!r} is the network of task={owners[0]} only; got task={task}"]
     path = cfg_get(backbone_cfg, "path", None)
     if path is not None and not Path(str(path)).expanduser().exists():
-        return [f"backbone.path={str(path)!r}: no such file or folder (a local copy of the weights)"]
+        from randlora.backbones.hf import SETUP_COMMANDS  # models whose folder a script of ours makes
+
+        setup = SETUP_COMMANDS.get(cfg_get(backbone_cfg, "name", None))
+        how = f"create it with: {setup.format(path=path)}" if setup else "a local copy of the weights"
+        return [f"backbone.path={str(path)!r}: no such file or folder ({how})"]
     return []
 
 
