@@ -287,5 +287,6 @@ def test_generation_module_scores_with_the_tasks_extractor():
 
     module = CausalLMModule(nn.Linear(2, 2), None, {"lr": 1e-3}, answer_extractor=extractor)
     module.generate = lambda prompts: ["the answer is yes", "the answer is no"]
-    hits = module._correct({"prompts": ["a", "b"], "answers": ["yes", "yes"]}, "boolq")
-    assert hits.tolist() == [1.0, 0.0] and seen == ["boolq"]
+    answers = module._answers({"prompts": ["a", "b"], "answers": ["yes", "yes"]}, "boolq")
+    assert module._flags(answers, "correct").tolist() == [1.0, 0.0] and seen == ["boolq"]
+    assert [a["extracted"] for a in answers] == ["yes", "no"]

@@ -78,7 +78,8 @@ def _train_two_steps_and_generate(backbone, adapter: dict, tmp_path: Path) -> li
             assert torch.equal(parameter, before[name]), name
     from randlora.module import CausalLMModule
 
-    module = CausalLMModule(backbone, backbone.tokenizer, {"lr": 1e-3}, max_new_tokens=8)
+    module = CausalLMModule(backbone, backbone.tokenizer, {"lr": 1e-3}, max_new_tokens=8,
+                            answer_extractor=commonsense.answer_extractor)
     backbone.eval()
     return module.generate(batch["prompts"])
 
