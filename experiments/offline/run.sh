@@ -117,10 +117,11 @@ analysis_synthetic() {  # a few minutes
 }
 
 analysis_tweets() {  # the four analyses side by side: about 30 min on a busy 2-core machine
-  # MiniLM on a CPU: the landscapes on a 0.5 grid (5 x 5) with 128 training tweets per point
+  # MiniLM on a CPU: the landscapes on a 0.5 grid (5 x 5) with 128 training tweets per point; rank-need on 200
+  # test tweets at 5 ranks (a subset, so the runs are checked against their records on the whole test split first)
   local out=$OUT/analysis/tweets dirs
   dirs=$(ls -d $RUNS/analysis/tweets/tweets/minilm/*/*)
-  python scripts/analyze.py rank-need $dirs --out "$out" --formats png pdf --no-verify \
+  python scripts/analyze.py rank-need $dirs --out "$out" --formats png pdf --max-samples 200 --ks 0 4 16 64 384 \
     > "$log_dir/analysis-rank-need.log" 2>&1 &
   python scripts/analyze.py cka $dirs --out "$out" --formats png pdf --no-verify > "$log_dir/analysis-cka.log" 2>&1 &
   for pair in "35 4" "8 16"; do
