@@ -145,10 +145,10 @@ def plot_cka(table: pd.DataFrame, title: str) -> plt.Figure:
 
 
 def _short(name: str) -> str:
-    """`encoder.layer.3.attention.self.query` -> `3.query`: the block index and the layer's own name."""
+    """`encoder.layer.3.attention.self.query` -> `3.attention.self.query`: the name from the block index on."""
     parts = name.split(".")
-    numbers = [p for p in parts[:-1] if p.isdigit()]
-    return f"{numbers[-1]}.{parts[-1]}" if numbers and not parts[-1].isdigit() else name
+    last_number = max((i for i, p in enumerate(parts[:-1]) if p.isdigit()), default=None)
+    return name if last_number is None else ".".join(parts[last_number:])
 
 
 def cka(runs: list[LoadedRun], examples: Examples, out_dir: Path, pattern: str | None = None,
