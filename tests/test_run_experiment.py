@@ -228,3 +228,25 @@ def test_table1_keeps_sparse_runs_as_their_own_rows(tmp_path):
     assert "| LLaMA3-8B | 170k | — (paper 27.0) | — (paper 81.2) | — (paper 81.7) | — (paper 84.4) " \
            "| — (paper 85.2) | — (paper 84.6) | 85.0 (n=1) (paper 85.6) |" in table
     assert "| LLaMA3-8B | 170k, sparse bases | — | — | — | — | — | — | 84.0 (n=1) |" in table
+
+
+@pytest.mark.slow
+def test_table1_command_runs_a_reduced_grid_end_to_end_offline(tmp_path):
+    from helpers_data import make_commonsense_root, make_commonsense_train_file
+
+    data = tmp_path / "data" / "commonsense"
+    make_commonsense_train_file(data / "commonsense_15k.json", per_task=3)
+    make_commonsense_root(data, n=2)
+    command = ["bash", str(REPO / "experiments" / "table1_commonsense" / "run.sh"), "--set", "backbone=tiny_llama",
+               "--set", "adapter=zero_shot,lora_efficient", "--set", "train_set=15k", "--set", "seed=0",
+               "--runs-dir", str(tmp_path / "runs"), "--out-dir", str(tmp_path / "out"),
+               "--network-map", "tiny_llama=LLaMA3-8B", "--include-debug", "--", "debug=fast",
+               f"paths.data_dir={tmp_path / 'data'}", "task.val_size=4", "task.max_new_tokens=4"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    table = (tmp_path / "out" / "tables" / "table1_commonsense.md").read_text()
+    for train in ("15k", "170k"):  # the zero-shot run fills both rows; LoRA eff only the 15k one
+        row = next(line for line in table.splitlines() if line.startswith(f"| LLaMA3-8B | {train} |"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert "(n=1) (paper 27.0)" in cells[2]
+        assert ("(n=1) (paper 82.7)" in cells[5]) == (train == "15k")
