@@ -293,8 +293,9 @@ def test_tiny_llama_on_commonsense_scores_every_task_by_generation(tmp_path):
     make_commonsense_root(data, n=2)
     saved = run(tmp_path, ["experiment=table1_commonsense/randlora_efficient", "backbone=tiny_llama",
                            "task.val_size=4", "task.max_new_tokens=4", "task.val_generate=true",  # val/acc too
-                           "trainer.val_check_interval=null", "trainer.check_val_every_n_epoch=1"])
-    assert (saved["task"], saved["adapter"], saved["rank"]) == ("commonsense", "randlora", 60)
+                           "trainer.val_check_interval=null", "trainer.check_val_every_n_epoch=1",
+                           "adapter.rank=6"])  # the paper's r=60 is wider than tiny_llama's 32 (refused as such)
+    assert (saved["task"], saved["adapter"], saved["rank"]) == ("commonsense", "randlora", 6)
     per_task = {k.removeprefix("test/acc/"): v for k, v in saved["metrics"].items() if k.startswith("test/acc/")}
     assert set(per_task) == set(commonsense.TASKS)  # boolq, piqa, social_i_qa, ..., openbookqa
     assert saved["metrics"]["test/acc"] == pytest.approx(sum(per_task.values()) / len(per_task))
