@@ -206,7 +206,8 @@ class CausalLMModule(AdapterModule):
     def __init__(self, model: nn.Module, tokenizer: Any, optim: Mapping[str, Any],
                  test_names: Sequence[str] | None = None, max_new_tokens: int = 32, num_beams: int = 1,
                  val_generate: bool = True,
-                 answer_extractor: Callable[[str | None], Callable[[str], str | None]] | None = None):
+                 answer_extractor: Callable[[str | None], Callable[[str], str | None]] | None = None,
+                 generation_kwargs: Mapping[str, Any] | None = None):
         super().__init__(model, optim, test_names)
         if answer_extractor is None:
             raise ValueError("a generation task must give its answer_extractor (TaskData.answer_extractor)")
@@ -217,6 +218,7 @@ class CausalLMModule(AdapterModule):
         self.max_new_tokens = max_new_tokens
         self.num_beams = num_beams
         self.val_generate = val_generate
+        self.generation_kwargs = dict(generation_kwargs or {})  # e.g. length_penalty, no_repeat_ngram_size (E2E)
         self.test_extracted = nn.ModuleDict({_metric_key(n): CatMetric() for n in self.test_names})
         self.generations: dict[str, list[dict[str, Any]]] = {}  # test set -> its records, filled by test()
 
@@ -244,7 +246,7 @@ class CausalLMModule(AdapterModule):
         generator = self.model if hasattr(self.model, "generate") else self.model.model
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
         output = generator.generate(**encoded, max_new_tokens=self.max_new_tokens, do_sample=False,
-                                    num_beams=self.num_beams, pad_token_id=pad_id)
+                                    num_beams=self.num_beams, pad_token_id=pad_id, **self.generation_kwargs)
         new_tokens = output[:, encoded["input_ids"].shape[1]:]
         return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
 

@@ -105,6 +105,11 @@ def build_module(cfg: DictConfig, backbone: Any, data: Any, test_names: list[str
     optim = to_plain(cfg.optim)
     if "glue_task" in data.extras:  # whole-set metrics (F1, Matthews, correlations), STS-B as regression
         return GlueModule(backbone, optim, data.extras["glue_task"], data.metric, test_names)
+    if "nlg_generation" in data.extras:  # E2E: beam search, corpus metrics over all references of each input
+        from randlora.module_nlg import NLGModule
+
+        return NLGModule(backbone, backbone.tokenizer, optim, max_new_tokens=int(cfg.task.max_new_tokens),
+                         num_beams=int(cfg.task.num_beams), generation_kwargs=data.extras["nlg_generation"])
     if backbone.kind == "causal_lm":
         return CausalLMModule(backbone, backbone.tokenizer, optim, test_names,
                               max_new_tokens=int(cfg.task.get("max_new_tokens", 32)),

@@ -9,6 +9,8 @@ Target presets (suffixes of transformers module names); a preset is offered when
 at least one module of the model:
 - `llm` (default): `q_proj`, `k_proj`, `v_proj`, `up_proj`, `down_proj` (the paper's targets);
 - `llm_qv`: `q_proj`, `v_proj`;  `llm_all`: also `o_proj`, `gate_proj`;
+- `gpt2` (default for GPT-2): `c_attn`, the fused query/key/value `Conv1D` (LoRA's E2E runs adapt its query and
+  value thirds only; here the whole fused layer is adapted);
 - `phi3` (default for Phi-3, whose attention and MLP are fused): `qkv_proj`, `gate_up_proj`, `down_proj`.
   The authors passed the `llm` list for Phi-3 too; on transformers' Phi-3 only `down_proj` matches it.
 
@@ -27,14 +29,16 @@ from . import hf
 from .base import Backbone, cast_floating, name_matches
 from .config import BackboneConfig, ClassInfo
 from .meta_configs import META_ALIASES, META_CONFIGS
-from .stand_ins import tiny_llama
+from .stand_ins import tiny_gpt2, tiny_llama
 
 LLM_PRESETS = {
     "llm": ["q_proj", "k_proj", "v_proj", "up_proj", "down_proj"],
     "llm_qv": ["q_proj", "v_proj"],
     "llm_all": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
     "phi3": ["qkv_proj", "gate_up_proj", "down_proj"],
+    "gpt2": ["c_attn"],
 }
+STAND_INS = {"tiny_llama": tiny_llama, "tiny_gpt2": tiny_gpt2}
 DEFAULT_MAX_LENGTH = 256  # the paper's cutoff length
 
 
@@ -45,9 +49,10 @@ class CausalLM(Backbone):
 
     def __init__(self, cfg: BackboneConfig, task: ClassInfo | None = None) -> None:
         super().__init__()
-        source = hf.resolve_source(cfg, stand_in="tiny_llama")
+        stand_in = STAND_INS.get(cfg.name, tiny_llama)
+        source = hf.resolve_source(cfg, stand_in=cfg.name if cfg.name in STAND_INS else "tiny_llama")
         if source is None:
-            self.model, self.tokenizer = tiny_llama(cfg.model_kwargs)
+            self.model, self.tokenizer = stand_in(cfg.model_kwargs)
         else:
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -62,7 +67,7 @@ class CausalLM(Backbone):
             self.model.config.use_cache = False
         self.max_length = cfg.max_length or DEFAULT_MAX_LENGTH
         self.target_presets = llm_presets(self.model)
-        self.default_targets = "phi3" if "phi3" in self.target_presets else "llm"
+        self.default_targets = next((p for p in ("phi3", "gpt2") if p in self.target_presets), "llm")
         self.head_prefixes = []
 
     def forward(self, **batch: Any):

@@ -11,6 +11,8 @@ and, for transformers, the tokenizer (built here from a few sentences, no downlo
 - `tiny_llama` (causal_lm): `LlamaForCausalLM` (hidden 32, 2 layers, 2 heads, intermediate 64) with a
   byte-level BPE tokenizer (vocab 320) trained on a few instruction-style sentences. Like LLaMA-3 it has
   bos/eos but no pad token, so the backbone's pad handling is exercised.
+- `tiny_gpt2` (causal_lm): `GPT2LMHeadModel` (width 32, 2 layers, 2 heads, 64 positions) with the same
+  byte-level BPE; its attention is GPT-2's fused `c_attn` `Conv1D`, the E2E target.
 
 `model_kwargs` in the backbone config override these sizes.
 """
@@ -148,3 +150,14 @@ def tiny_llama(model_kwargs: dict[str, Any]):
         }
     )
     return LlamaForCausalLM(config), tokenizer
+
+
+def tiny_gpt2(model_kwargs: dict[str, Any]):
+    """(GPT2LMHeadModel, tokenizer), random init."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tokenizer = byte_bpe_tokenizer()
+    config = GPT2Config(**{"n_embd": 32, "n_layer": 2, "n_head": 2, "n_positions": 128, "vocab_size": len(tokenizer),
+                           "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
+                           **model_kwargs})
+    return GPT2LMHeadModel(config), tokenizer

@@ -40,6 +40,13 @@ glue (the authors' GLUE runs, see ``randlora.data.glue``)
     dataset                required  sst2, mrpc, cola, qnli, rte, stsb
     root=null                        local copy of nyu-mll/glue in the hub layout; null = the hub through datasets
     max_train_samples=null           the first N training examples (null = all)
+e2e_nlg (the authors' NLG/ runs, see ``randlora.data.e2e``; needs a causal-LM backbone)
+    root=null                        folder with trainset.csv, devset.csv, testset_w_refs.csv (columns mr, ref);
+                                     null = the hub dataset ``hub_id`` through datasets
+    hub_id=e2e_nlg                   e2e_nlg or GEM/e2e_nlg
+    max_length=512                   max tokens per training sequence (LoRA's seq_len)
+    max_train_samples=null, max_eval_mrs=null   the first N training pairs / test MRs (null = all)
+    num_beams=10, length_penalty=0.8, no_repeat_ngram_size=4, max_new_tokens=64   beam search (LoRA's gpt2_beam.py)
 synthetic_fullrank (the controlled experiment, see ``randlora.data.synthetic``; needs backbone=synthetic_mlp)
     target_rank=null, perturbation=0.5, target_seed=1, train_size=4096, val_size=512, test_size=1024, data_seed=0
 """
@@ -52,7 +59,7 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from . import classnames, commonsense, fewshot, glue, manifest, own_tasks, tweets, vtab
+from . import classnames, commonsense, e2e, fewshot, glue, manifest, own_tasks, tweets, vtab
 from .common import as_list, cfg_get
 
 
@@ -275,6 +282,26 @@ def _glue_build(cfg: Any, backbone: Any) -> TaskData:
                     extras={"val_is_test": True, "glue_task": task.name})
 
 
+# --------------------------------------------------------------------------------------------- e2e_nlg
+
+
+def _e2e_build(cfg: Any, backbone: Any) -> TaskData:
+    tokenizer = getattr(backbone, "tokenizer", None) if backbone is not None else None
+    if backbone is not None and tokenizer is None:
+        raise ValueError("task e2e_nlg needs a causal-LM backbone (backbone.family=causal_lm, e.g. gpt2_medium)")
+    root, hub_id = cfg_get(cfg, "root", None), cfg_get(cfg, "hub_id", "e2e_nlg")
+    splits = {split: e2e.load_split(split, root, hub_id) for split in ("train", "validation", "test")}
+    train_limit, test_limit = cfg_get(cfg, "max_train_samples", None), cfg_get(cfg, "max_eval_mrs", None)
+    train = e2e.E2EDataset(e2e.train_records(splits["train"][:train_limit]))
+    val = e2e.E2EDataset(e2e.train_records(splits["validation"]))
+    test = e2e.E2EDataset(e2e.group_references(splits["test"])[:test_limit])
+    generation = {"length_penalty": float(cfg_get(cfg, "length_penalty", 0.8)),
+                  "no_repeat_ngram_size": int(cfg_get(cfg, "no_repeat_ngram_size", 4))}
+    collate = e2e.E2ECollator(tokenizer, int(cfg_get(cfg, "max_length", 512))) if tokenizer is not None else None
+    return TaskData(train, val, test, None, None, collate=collate, metric="bleu", subtask=None,
+                    extras={"nlg_generation": generation})
+
+
 # ------------------------------------------------------------------------------------------- synthetic
 
 
@@ -288,6 +315,7 @@ register_task("vtab", _vtab_info, _vtab_build)
 register_task("fewshot", _fewshot_info, _fewshot_build)
 register_task("commonsense", _commonsense_info, _commonsense_build)
 register_task("glue", _glue_info, _glue_build)
+register_task("e2e_nlg", lambda cfg: TaskInfo(None, None), _e2e_build)
 register_task("imagefolder", own_tasks.imagefolder_info, own_tasks.imagefolder_build)
 register_task("text", own_tasks.text_info, own_tasks.text_build)
 register_task("instruction", own_tasks.instruction_info, own_tasks.instruction_build)

@@ -1,0 +1,117 @@
+"""E2E NLG: metrics against hand-computed values, the release-format reader, and a tiny run end to end."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from helpers_training import training_config
+from randlora.data import e2e, nlg_metrics
+from randlora.train import train
+
+
+def test_bleu_is_one_for_an_exact_match_and_uses_every_reference():
+    hyp = ["the vaults is a cheap pub near cafe adriatic ."]
+    assert nlg_metrics.bleu(hyp, [["the vaults is a cheap pub near cafe adriatic ."]]) == pytest.approx(1.0)
+    # the hypothesis equals the second reference of its MR: scored together, it is a perfect match
+    assert nlg_metrics.bleu(hyp, [["a pub called the vaults", hyp[0]]]) == pytest.approx(1.0)
+    assert nlg_metrics.bleu(hyp, [["a pub called the vaults , cheap , near the cafe"]]) < 0.5
+
+
+def test_nist_grows_with_overlap():
+    refs = [["the vaults is a cheap pub near cafe adriatic ."]]
+    exact = nlg_metrics.nist(["the vaults is a cheap pub near cafe adriatic ."], refs)
+    partial = nlg_metrics.nist(["the vaults is a pub ."], refs)
+    assert exact > partial > 0
+
+
+def test_rouge_l_by_hand():
+    # LCS of "a b c d" and "a c d e" is "a c d": P = R = 3/4, F = 0.75; the better of two references counts
+    assert nlg_metrics.rouge_l(["a b c d"], [["a c d e"]]) == pytest.approx(0.75)
+    assert nlg_metrics.rouge_l(["a b c d"], [["x y", "a c d e"]]) == pytest.approx(0.75)
+
+
+def test_cider_by_hand():
+    # two inputs with disjoint words: every n-gram has idf log 2. Exact matches give cosine 1 for n = 1, 2 and no
+    # 3- or 4-grams: 10 * (1 + 1 + 0 + 0) / 4 = 5
+    assert nlg_metrics.cider(["a b", "c d"], [["a b"], ["c d"]]) == pytest.approx(5.0)
+    # "a b" vs "a c": unigram cosine 1/2, no shared bigram: 10 * 0.5 / 4 = 1.25; mean with 5 -> 3.125
+    assert nlg_metrics.cider(["a b", "d e"], [["a c"], ["d e"]]) == pytest.approx(3.125)
+
+
+def test_meteor_is_missing_without_wordnet_rather_than_zero():
+    value = nlg_metrics.meteor(["a pub"], [["a pub"]])
+    try:
+        from nltk.corpus import wordnet
+
+        wordnet.ensure_loaded()
+        assert value is not None and value > 0.5
+    except LookupError:
+        assert value is None
+
+
+def test_metrics_refuse_mismatched_lengths():
+    with pytest.raises(ValueError, match="one hypothesis per input"):
+        nlg_metrics.bleu(["a", "b"], [["a"]])
+
+
+def test_mr_is_linearised_as_in_loras_data():
+    mr = "name[The Vaults], eatType[pub], priceRange[more than £30], familyFriendly[yes]"
+    assert e2e.linearize_mr(mr) == "name : The Vaults | Type : pub | price : more than £30 | family friendly : yes"
+    with pytest.raises(ValueError, match="no slot\\[value\\] pairs"):
+        e2e.linearize_mr("just text")
+
+
+MRS = ["name[The Vaults], eatType[pub]", "name[Aromi], food[Chinese], area[city centre]",
+       "name[Blue Spice], priceRange[cheap]"]
+
+
+def write_release(root: Path) -> Path:
+    """The challenge's CSVs (mr, ref; an MR repeated once per reference)."""
+    root.mkdir(parents=True, exist_ok=True)
+    rows = [(MRS[0], "The Vaults is a pub."), (MRS[1], "Aromi serves Chinese food in the city centre."),
+            (MRS[0], "There is a pub called The Vaults."), (MRS[2], "Blue Spice is cheap.")]
+    for name in ("trainset.csv", "devset.csv", "testset_w_refs.csv"):
+        pd.DataFrame(rows, columns=["mr", "ref"]).to_csv(root / name, index=False)
+    return root
+
+
+def test_release_csvs_are_read_and_references_grouped_by_mr(tmp_path):
+    root = write_release(tmp_path / "e2e")
+    pairs = e2e.load_split("test", str(root))
+    assert len(pairs) == 4
+    grouped = e2e.group_references(pairs)
+    assert [g["mr"] for g in grouped] == MRS
+    assert grouped[0]["references"] == ["The Vaults is a pub.", "There is a pub called The Vaults."]
+    (root / "devset.csv").unlink()
+    with pytest.raises(FileNotFoundError, match="devset.csv is missing"):
+        e2e.load_split("validation", str(root))
+
+
+def test_collator_masks_the_prompt_and_ends_with_eos():
+    from randlora.backbones.stand_ins import byte_bpe_tokenizer
+
+    tokenizer = byte_bpe_tokenizer()
+    collate = e2e.E2ECollator(tokenizer, max_length=512)
+    batch = collate([{"mr": MRS[0], "references": ["The Vaults is a pub."]}])
+    ids, labels = batch["input_ids"][0].tolist(), batch["labels"][0].tolist()
+    n_prompt = len(tokenizer(e2e.prompt(MRS[0]))["input_ids"])
+    assert labels[:n_prompt] == [-100] * n_prompt and labels[n_prompt:] == ids[n_prompt:]
+    assert ids[-1] == tokenizer.eos_token_id
+    assert tokenizer.decode(ids[n_prompt:-1]) == " The Vaults is a pub."
+
+
+@pytest.mark.parametrize("adapter", ["lora", "randlora"])
+def test_two_steps_and_beam_search_write_an_ok_result_with_the_metrics(tmp_path, adapter):
+    root = write_release(tmp_path / "e2e")
+    cfg = training_config(tmp_path, [f"experiment=e2e/{adapter}", "backbone=tiny_gpt2", f"task.root={root}",
+                                     "task.num_beams=2", "task.max_new_tokens=8", "adapter.rank=4",
+                                     "trainer.max_steps=2", "loader.batch_size=2"])
+    result = train(cfg)
+    assert result["status"] == "ok"
+    assert set(result["metrics"]) >= {"test/bleu", "test/nist", "test/rouge_l", "test/cider"}
+    generations = json.loads((tmp_path / "run" / "generations" / "test.json").read_text())
+    assert len(generations) == 3 and generations[0]["references"] == ["The Vaults is a pub.",
+                                                                      "There is a pub called The Vaults."]
