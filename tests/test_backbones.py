@@ -27,6 +27,7 @@ YAML_NAMES = {
     "dinov2_vitb14", "dinov2_vitl14", "clip_vitb32", "clip_vitl14", "clip_vith14", "llama3_8b", "qwen2_0_5b",
     "phi3_mini", "smollm2_135m", "minilm", "tiny_vit", "tiny_clip", "tiny_bert", "tiny_llama", "synthetic_mlp",
     "roberta_base", "roberta_large", "tiny_roberta",  # GLUE (hf_seqcls)
+    "gpt2_medium", "tiny_gpt2",  # E2E NLG (causal_lm)
 }
 
 

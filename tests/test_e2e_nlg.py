@@ -115,3 +115,11 @@ def test_two_steps_and_beam_search_write_an_ok_result_with_the_metrics(tmp_path,
     generations = json.loads((tmp_path / "run" / "generations" / "test.json").read_text())
     assert len(generations) == 3 and generations[0]["references"] == ["The Vaults is a pub.",
                                                                       "There is a pub called The Vaults."]
+
+
+def test_gpt2_targets_its_fused_attention_conv1d():
+    from randlora.backbones import BACKBONES, build_backbone
+
+    model = build_backbone(BACKBONES["tiny_gpt2"], None)
+    assert model.default_targets == "gpt2" and model.target_presets["gpt2"] == ["c_attn"]
+    assert type(model.model.transformer.h[0].attn.c_attn).__name__ == "Conv1D"
