@@ -123,3 +123,45 @@ def test_gpt2_targets_its_fused_attention_conv1d():
     model = build_backbone(BACKBONES["tiny_gpt2"], None)
     assert model.default_targets == "gpt2" and model.target_presets["gpt2"] == ["c_attn"]
     assert type(model.model.transformer.h[0].attn.c_attn).__name__ == "Conv1D"
+
+
+def test_e2e_command_lists_the_authors_cells():
+    from randlora.experiments import experiment_cells
+
+    cells = experiment_cells("e2e")
+    expected = {f"experiment=e2e/{adapter} backbone=gpt2_medium seed={seed}"
+                for adapter in ("lora", "randlora") for seed in range(3)}
+    assert {" ".join(c.overrides) for c in cells} == expected
+    ranks = {k["adapter"]: k["rank"] for k in (c.key_dict for c in cells)}
+    assert ranks == {"lora": "4", "randlora": "20"}  # NLG/README.md and the authors' RandLoRA script
+
+
+def test_e2e_table_shows_the_five_metrics_and_marks_missing_meteor(tmp_path):
+    from randlora import reporting
+    from randlora.reporting.e2e import e2e_table
+    from test_reporting import write_result
+
+    for seed, bleu in enumerate([0.68, 0.70]):
+        write_result(tmp_path, f"s{seed}", task="e2e_nlg", backbone="gpt2_medium", adapter="lora", rank=4,
+                     seed=seed, metrics={"test/bleu": bleu, "test/nist": 8.6, "test/rouge_l": 0.7, "test/cider": 2.4})
+    table = reporting.to_markdown(e2e_table(reporting.summarise(reporting.collect(tmp_path))))
+    assert "| gpt2_medium | LoRA r4 | 69.0 ± 1.4 | 8.60 ± 0.00 | — | 70.0 ± 0.0 | 2.40 ± 0.00 |" in table
+
+
+@pytest.mark.slow
+def test_e2e_command_runs_a_reduced_grid_end_to_end_offline(tmp_path):
+    import subprocess
+
+    root = write_release(tmp_path / "e2e")
+    repo = Path(__file__).resolve().parents[1]
+    command = ["bash", str(repo / "experiments" / "e2e" / "run.sh"), "--set", "backbone=tiny_gpt2",
+               "--set", "adapter=lora", "--set", "seed=1", "--runs-dir", str(tmp_path / "runs"),
+               "--out-dir", str(tmp_path / "out"), "--include-debug", "--", "debug=fast", f"task.root={root}",
+               "task.num_beams=2", "task.max_new_tokens=8"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    table = (tmp_path / "out" / "tables" / "e2e.md").read_text()
+    row = next(line for line in table.splitlines() if line.startswith("| tiny_gpt2 | LoRA r4 |"))
+    has_wordnet = nlg_metrics.meteor(["a pub"], [["a pub"]]) is not None
+    assert row.count("(n=1)") == 4 + has_wordnet
+    assert (row.split("|")[5].strip() == "—") != has_wordnet  # METEOR: "—" exactly when WordNet is missing

@@ -29,6 +29,7 @@ BASES = ("dense", "sparse", "very_sparse")
 ZERO_SHOT = "zero_shot"  # the variant name of the untrained model (adapter=none)
 GLUE_TASKS = ("sst2", "mrpc", "cola", "qnli", "rte", "stsb")
 GLUE_TRAIN_SIZE = {"sst2": 67_349, "mrpc": 3_668, "cola": 8_551, "qnli": 104_743, "rte": 2_490, "stsb": 5_749}
+E2E_HOURS = {"gpt2_medium": 1.0}  # 5 epochs x 42k pairs at batch 8 + 630 MRs x 10 beams, one H100 (estimate)
 GLUE_SEQUENCES_PER_SECOND = {"roberta_base": 1500, "roberta_large": 500}  # 128 tokens, bf16, one H100
 
 # Compute model (estimates): images per second of training on one H100 in bf16, images seen per cell.
@@ -158,6 +159,13 @@ def _glue(axes: Mapping[str, Sequence[str]], extra: Sequence[str]) -> list[Cell]
             for s in axes["seed"]]
 
 
+def _e2e(axes: Mapping[str, Sequence[str]], extra: Sequence[str]) -> list[Cell]:
+    """The authors' E2E NLG runs: GPT-2 medium x LoRA, RandLoRA x seeds (≈ 5 epochs of 42k pairs: ~1 H100-hour)."""
+    return [make_cell((f"experiment=e2e/{variant}", f"backbone={backbone}"), extra, seed=int(s),
+                      hours=E2E_HOURS.get(backbone))
+            for backbone in axes["backbone"] for variant in axes["adapter"] for s in axes["seed"]]
+
+
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
     Experiment("fig3_clip", "Figure 3: CLIP over few-shot regimes and data fractions",
                {"backbone": CLIP_BACKBONES, "adapter": FIG3_VARIANTS + (ZERO_SHOT,), "dataset": FIG3_DATASETS,
@@ -185,6 +193,8 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
     Experiment("glue", "GLUE (appendix): RoBERTa-base and -large",
                {"backbone": ("roberta_base", "roberta_large"), "adapter": ("lora", "randlora", "vera"),
                 "dataset": GLUE_TASKS, "seed": ("1", "2", "3", "4", "5")}, _glue),
+    Experiment("e2e", "E2E NLG (appendix): GPT-2 medium",
+               {"backbone": ("gpt2_medium",), "adapter": ("lora", "randlora"), "seed": SEEDS}, _e2e),
     Experiment("sparse_bases", "Sparse bases: dense vs sparse vs very sparse RandLoRA (Figure 3, Table 1 settings)",
                {"clip_backbone": ("clip_vitb32",), "dataset": FIG3_DATASETS, "regime": REGIMES,
                 "llm_backbone": LLM_BACKBONES, "llm_adapter": ("randlora_efficient", "randlora_performant"),

@@ -64,6 +64,12 @@ def _glue(summary, reference, runs, metric, aliases):
     return [glue_table(summary)]
 
 
+def _e2e(summary, reference, runs, metric, aliases):
+    from randlora.reporting.e2e import e2e_table
+
+    return [e2e_table(summary)]
+
+
 @dataclass(frozen=True)
 class Rendering:
     """What an experiment renders: the reference CSV's folder (or None), its tables and figures."""
@@ -82,6 +88,7 @@ RENDERINGS = {
     "vtab": Rendering(None, _vtab, ()),
     "sparse_bases": Rendering("fig3_clip", _sparse_bases, ("regime",)),
     "glue": Rendering(None, _glue, ()),
+    "e2e": Rendering(None, _e2e, ()),
 }
 
 
