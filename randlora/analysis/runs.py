@@ -9,7 +9,6 @@ run's trained head. Analyses then edit or combine weights of plain backbones tha
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from randlora.run.results import ADAPTER_FILE, RESULT_FILE
+from randlora.run.results import ADAPTER_FILE, read_finished_result
 
 from .weights import adapted_layer_names, delta_weights, has_adapter, initial_weights
 
@@ -60,17 +59,8 @@ class LoadedRun:
 
 
 def read_run_result(run_dir: str | Path) -> dict:
-    """The `result.json` of a finished run, or one line saying what is wrong with the folder."""
-    path = Path(run_dir) / RESULT_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{run_dir}: no {RESULT_FILE} (give the folder of a run written by train.py)")
-    try:
-        result = json.loads(path.read_text())
-    except ValueError as error:
-        raise ValueError(f"{path} is not valid JSON ({error})") from None
-    if not isinstance(result, dict) or result.get("status") != "ok" or not isinstance(result.get("config"), dict):
-        raise ValueError(f"{path} is not the result of a finished run (status ok with its config); "
-                         f"status is {result.get('status') if isinstance(result, dict) else None!r}")
+    """The `result.json` of a finished run that also kept its trained tensors, or one line saying what is wrong."""
+    result = read_finished_result(run_dir)
     if not (Path(run_dir) / ADAPTER_FILE).is_file():
         raise FileNotFoundError(f"{run_dir}: no {ADAPTER_FILE}; the analyses need the trained tensors")
     return result

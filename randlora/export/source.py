@@ -23,7 +23,7 @@ from torch.nn.utils import parametrize
 
 from randlora.adapters.inject import CONFIG_ATTR, adapter_layers
 from randlora.adapters.layer import AdaptedLayer
-from randlora.run.results import ADAPTER_FILE, RESULT_FILE, write_json_atomic
+from randlora.run.results import ADAPTER_FILE, read_finished_result, write_json_atomic
 
 PROVENANCE_FILE = "provenance.json"
 
@@ -42,21 +42,6 @@ class Run:
         return self.result["config"]
 
 
-def read_result(run_dir: Path) -> dict[str, Any]:
-    """result.json of a finished run (status ok, with its config), or one line saying what is wrong."""
-    path = run_dir / RESULT_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: RUN_DIR must be a run folder written by train.py")
-    try:
-        result = json.loads(path.read_text())
-    except ValueError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); was the run killed while writing?") from None
-    if not isinstance(result, dict) or result.get("status") != "ok" or not isinstance(result.get("config"), dict):
-        raise ValueError(f"{path} has status {result.get('status')!r}: only a finished run (status ok, with its "
-                         "config) can be exported")
-    return result
-
-
 def build_base(config: dict[str, Any]) -> nn.Module:
     """The run's backbone without adapter, built as training built it (same seed, same task classes)."""
     import lightning.pytorch as pl
@@ -73,7 +58,7 @@ def load_run(run_dir: str | Path) -> Run:
     from randlora.adapters import load_adapter, read_adapter_metadata
 
     run_dir = Path(run_dir)
-    result = read_result(run_dir)
+    result = read_finished_result(run_dir)
     adapter_path = run_dir / ADAPTER_FILE
     if not adapter_path.is_file():
         raise FileNotFoundError(f"{run_dir} has no {ADAPTER_FILE} (a zero-shot run trains none); nothing to export")

@@ -251,6 +251,23 @@ def build_result(
     }
 
 
+def read_finished_result(run_dir: str | Path) -> dict:
+    """The `result.json` of a finished run (status ok, with its config), for the tools that rebuild a run
+    (analyses, export), or one line saying what is wrong with the folder."""
+    path = Path(run_dir) / RESULT_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir}: no {RESULT_FILE} (give the folder of a run written by train.py)")
+    try:
+        result = json.loads(path.read_text())
+    except ValueError as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); was the run killed while writing?") from None
+    if not isinstance(result, dict) or result.get("status") != "ok" or not isinstance(result.get("config"), dict):
+        status = result.get("status") if isinstance(result, dict) else None
+        raise ValueError(f"{path} is not the result of a finished run (status ok with its config); "
+                         f"its status is {status!r}")
+    return result
+
+
 def write_result(run_dir: str | Path, result: Mapping[str, Any]) -> Path:
     """Write ``result`` to ``<run_dir>/result.json`` atomically and return the path."""
     return write_json_atomic(Path(run_dir) / RESULT_FILE, dict(result))
