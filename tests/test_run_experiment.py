@@ -319,15 +319,20 @@ def test_vtab_command_runs_a_reduced_grid_end_to_end_offline(tmp_path):
 @pytest.mark.slow
 def test_sparse_bases_command_runs_a_reduced_grid_end_to_end_offline(tmp_path):
     from helpers_data import make_commonsense_root, make_commonsense_train_file, make_image_folder
+    from randlora.data import classnames
 
-    make_image_folder(tmp_path / "data" / "fewshot", "eurosat", classes=("annual_crop", "forest", "sea_lake"))
-    make_commonsense_train_file(tmp_path / "data" / "commonsense" / "commonsense_15k.json", per_task=3)
+    # the prepared class folders: a task.class_names=folders override would reach the commonsense cell too
+    make_image_folder(tmp_path / "data" / "fewshot", "eurosat", classes=classnames.class_folders("eurosat"),
+                      train_per_class=1, test_per_class=1)
+    # 128 records: task.val_size=120 (the default; a task.* override would reach the CLIP cell) leaves 8 to train
+    make_commonsense_train_file(tmp_path / "data" / "commonsense" / "commonsense_15k.json", per_task=16)
     make_commonsense_root(tmp_path / "data" / "commonsense", n=2)
     table = _run_reduced("sparse_bases", tmp_path, {"clip_backbone": "tiny_clip", "basis": "sparse",
                                                     "regime": "1", "dataset": "eurosat", "seed": "0",
                                                     "llm_backbone": "tiny_llama", "llm_adapter": "randlora_efficient",
                                                     "train_set": "15k"},
-                         "tiny_clip=ViT-B/32 tiny_llama=LLaMA3-8B")  # no task.* override: it reaches both tasks
-    print(table)
-    assert "(n=1)" in table and "paper" in table
+                         "tiny_clip=ViT-B/32 tiny_llama=LLaMA3-8B", "adapter.rank=8")  # 60 > tiny_llama's 32
+    assert "| RandLoRA6 | — (paper 62.5) |" in table  # the paper's (dense) row beside our sparse-bases row
+    assert "(n=1)" in _row(table, "| RandLoRA6 (sparse bases) |").split("|")[2]
+    assert "| LLaMA3-8B | 15k, sparse bases |" in table  # rank 8 is no paper budget: that row stays "—"
     assert (tmp_path / "out" / "figures" / "test_acc_vs_regime.png").is_file()
