@@ -41,15 +41,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def write_tables(tables: list[reporting.Table], out_dir: Path, stem: str) -> list[Path]:
-    """Write ``stem.md`` and ``stem.tex``, each holding all ``tables`` one after another."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / f"{stem}.md", out_dir / f"{stem}.tex"]
-    for path, render in zip(paths, (reporting.to_markdown, reporting.to_latex)):
-        path.write_text("\n".join(map(render, tables)), encoding="utf-8")
-    return paths
-
-
 PAPER_METRIC = "test/acc"  # what the paper's tables report
 
 
@@ -74,13 +65,13 @@ def metric_tables(summary, metric: str, out_dir: Path) -> list[Path]:
     if not per_task:
         print(f"skipped summary_{slug}: no completed run has {metric}")
         return []
-    written = (write_tables([reporting.summary_table(rows, metric, f"Summary of {task}: {metric}")
+    written = (reporting.write_tables([reporting.summary_table(rows, metric, f"Summary of {task}: {metric}")
                              for task, rows in per_task.items()], out_dir, f"summary_{slug}")
-               + write_tables([reporting.points_table(rows, metric, f"{task}: {metric} per adapter")
+               + reporting.write_tables([reporting.points_table(rows, metric, f"{task}: {metric} per adapter")
                                for task, rows in per_task.items()], out_dir, f"points_{slug}"))
     with_subtasks = {task: rows for task, rows in per_task.items() if reporting.subtask_columns(rows, metric)}
     if with_subtasks:
-        written += write_tables([reporting.subtasks_table(rows, metric, f"{task}: {metric} per subtask")
+        written += reporting.write_tables([reporting.subtasks_table(rows, metric, f"{task}: {metric} per subtask")
                                  for task, rows in with_subtasks.items()], out_dir, f"subtasks_{slug}")
     return written
 
@@ -98,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     written = []
     for stem, tables in paper_tables(summary, runs, table1_ref, fig3_ref, args.aliases).items():
         filled, total = (sum(counts) for counts in zip(*(t.filled_cells() for t in tables)))
-        written += write_tables(tables, args.out_dir, stem)
+        written += reporting.write_tables(tables, args.out_dir, stem)
         print(f"{stem}: {filled} of {total} cells have our runs")
     metrics = [args.metric] if args.metric else reporting.measured_test_metrics(summary)
     for metric in metrics:

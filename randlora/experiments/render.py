@@ -102,15 +102,6 @@ def experiment_runs(runs_dir: Path, cells: Sequence[Cell], include_debug: bool =
     return runs[belongs(runs, cells)].reset_index(drop=True) if len(runs) else runs
 
 
-def write_tables(tables: list[reporting.Table], out_dir: Path, stem: str) -> list[Path]:
-    """``stem.md`` and ``stem.tex``, each holding all ``tables`` one after another."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / f"{stem}.md", out_dir / f"{stem}.tex"]
-    for path, render in zip(paths, (reporting.to_markdown, reporting.to_latex)):
-        path.write_text("\n".join(map(render, tables)), encoding="utf-8")
-    return paths
-
-
 def render(name: str, cells: Sequence[Cell], runs_dir: Path, out_dir: Path, metric: str = "test/acc",
            aliases: Mapping[str, str] | None = None, rendering: Rendering | None = None,
            include_debug: bool = False) -> list[Path]:
@@ -128,7 +119,7 @@ def render(name: str, cells: Sequence[Cell], runs_dir: Path, out_dir: Path, metr
     reference = (reporting.read_reference(EXPERIMENTS_DIR / rendering.reference / "reference.csv")
                  if rendering.reference else None)
     tables = rendering.tables(summary, reference, runs, metric, aliases)
-    written += write_tables(tables, out_dir / "tables", name)
+    written += reporting.write_tables(tables, out_dir / "tables", name)
     counts = [t.filled_cells() for t in tables]
     print(f"{name}: {sum(c[0] for c in counts)} of {sum(c[1] for c in counts)} table cells have our runs")
     if rendering.figures:

@@ -17,10 +17,10 @@ from randlora.reporting.summary import (average_over, expected_grid, key_columns
 from randlora.reporting.paper import (fig1_points, fig3_clip, network_label, read_reference, table1_budget,
                                       table1_commonsense, train_set_label)
 from randlora.reporting.tables import (Table, format_cell, latex_escape, points_table, subtask_columns,
-                                      subtasks_table, summary_table, to_latex, to_markdown)
+                                      subtasks_table, summary_table, to_latex, to_markdown, write_tables)
 
 __all__ = ["CorruptResultError", "Table", "average_over", "collect", "expected_grid", "failures", "fig1_points",
            "fig3_clip", "format_cell", "key_columns", "latex_escape", "measured_test_metrics", "metric_label", "network_label", "norm_key",
            "read_csv", "read_reference", "read_result", "read_runs_csv", "select_rows", "status_counts",
            "points_table", "subtask_columns", "subtasks_table", "summarise", "summary_table", "table1_budget", "table1_commonsense", "to_latex", "to_markdown",
-           "train_set_label", "write_csv"]
+           "train_set_label", "write_csv", "write_tables"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
@@ -190,3 +191,13 @@ def to_latex(table: Table) -> str:
     lines += [line(row) for row in table.rows] + [r"\bottomrule", r"\end{tabular}"]
     lines += [rf"\par\footnotesize {latex_escape(note)}" for note in table.footnotes] + [r"\end{table}"]
     return "\n".join(lines) + "\n"
+
+
+def write_tables(tables: list[Table], out_dir: str | Path, stem: str) -> list[Path]:
+    """``stem.md`` and ``stem.tex`` in ``out_dir``, each holding all ``tables`` one after another."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{stem}.md", out_dir / f"{stem}.tex"]
+    for path, render in zip(paths, (to_markdown, to_latex)):
+        path.write_text("\n".join(map(render, tables)), encoding="utf-8")
+    return paths
