@@ -366,3 +366,60 @@ def test_load_refuses_wrong_model_checksum_and_truncation(tmp_path):
     with pytest.raises(ValueError, match="not a complete safetensors file"):
         load_adapter(MLP(), tmp_path / "cut.safetensors")
     assert not list(tmp_path.glob(".*.tmp")), "atomic save leaves no temporary file"
+
+
+def _rewrite(path, out, **metadata_changes):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    meta.update(metadata_changes)
+    meta = {k: v for k, v in meta.items() if v is not None}
+    save_file(tensors, str(out), metadata=meta)
+    return out
+
+
+@pytest.mark.parametrize("name", ["lora", "vera", "nola", "randlora"])
+def test_adapter_file_stores_each_layer_scale_and_refuses_a_changed_one(tmp_path, name):
+    import json
+
+    from randlora.adapters.save import layer_scales, read_adapter_metadata
+
+    model = MLP()
+    inject(model, dict(name=name, rank=4, targets=["fc1", "fc2"]))
+    path = save_adapter(model, tmp_path / "a.safetensors")
+    stored = json.loads(read_adapter_metadata(path)["layer_scales"])
+    assert stored == layer_scales(model) and set(stored) == {"fc1", "fc2"}
+    load_adapter(MLP(), path)  # the same code resolves the same scales
+    # The config's defaults now resolve to another scale than the one the file was trained with.
+    changed = _rewrite(path, tmp_path / "changed.safetensors",
+                       layer_scales=json.dumps({**stored, "fc2": stored["fc2"] * 2}))
+    with pytest.raises(ValueError, match=r"trained with scale .* on fc2, but its config .* gives"):
+        load_adapter(MLP(), changed)
+
+
+def test_adapter_file_without_scales_refused_only_where_a_default_changed(tmp_path):
+    # RandLoRA scaling=peft, alpha=null meant 20*rank before e3d083b and 640 since: ambiguous, refused.
+    model = MLP()
+    inject(model, dict(name="randlora", rank=4, targets=["fc1", "fc2"], scaling="peft"))
+    old = _rewrite(save_adapter(model, tmp_path / "a.safetensors"), tmp_path / "old.safetensors",
+                   layer_scales=None)
+    with pytest.raises(ValueError, match="predates stored scales: alpha=null meant 20\\*rank"):
+        load_adapter(MLP(), old)
+    # An explicit alpha, or a default that never changed, still loads.
+    for config in (dict(name="randlora", rank=4, targets=["fc1", "fc2"], scaling="peft", alpha=640),
+                   dict(name="lora", rank=4, targets=["fc1", "fc2"])):
+        base = MLP()
+        model = copy.deepcopy(base)
+        inject(model, config)
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.requires_grad:
+                    p.add_(0.1)
+        old = _rewrite(save_adapter(model, tmp_path / "b.safetensors"), tmp_path / "old_b.safetensors",
+                       layer_scales=None)
+        loaded = copy.deepcopy(base)
+        load_adapter(loaded, old)
+        x = torch.randn(3, 12)
+        torch.testing.assert_close(loaded(x), model(x))

@@ -6,6 +6,9 @@ of the base model's parameter names and shapes guards against loading onto anoth
 written to a temporary name and renamed, so a kill never leaves a truncated file under the real name.
 Bases that no seed regenerates (an imported PEFT adapter's, `SharedBases.stored`) are stored in the file as
 `bases.<name>` and put back by `load_adapter` before the checksum check.
+The scale s each adapted layer resolved (`alpha`/`scaling` defaults included) is stored too, and a file whose
+config now resolves to another scale is refused: a default that changed since a file was written (RandLoRA
+`scaling=peft` with `alpha=null` meant α = 20·rank before e3d083b, 640 since) must not load as another model.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from randlora.utils.files import publish
 from .bases import SharedBases
 from .config import AdapterConfig
 from .inject import CONFIG_ATTR, basis_checksum, count_parameters, inject
+from .layer import AdaptedLayer
 
 FORMAT = "randlora-adapter/1"
 STORED_BASES = "bases."  # key prefix of stored bases
@@ -45,6 +49,29 @@ def base_signature(model: nn.Module) -> str:
     return "sha256:" + hashlib.sha256(json.dumps(rows).encode()).hexdigest()
 
 
+def layer_scales(model: nn.Module) -> dict[str, float]:
+    """The scale s of every adapted layer (what `alpha` and `scaling` resolved to), by module name."""
+    return {name: float(m.scale) for name, m in model.named_modules()
+            if isinstance(m, AdaptedLayer) and isinstance(getattr(m, "scale", None), (int, float))}
+
+
+def _check_scales(path: Path, metadata: dict[str, str], saved: AdapterConfig, model: nn.Module) -> None:
+    """Refuse a file whose stored layer scales differ from those its config resolves to with this code."""
+    if "layer_scales" not in metadata:  # written before scales were stored
+        if saved.name == "randlora" and saved.scaling == "peft" and saved.alpha is None:
+            raise ValueError(f"adapter file {path} (randlora, scaling=peft, alpha=null) predates stored scales: "
+                             "alpha=null meant 20*rank before commit e3d083b and 640 since; retrain it, or load it "
+                             "with the code that wrote it")
+        return
+    stored, now = json.loads(metadata["layer_scales"]), layer_scales(model)
+    for name, scale in stored.items():
+        if name in now and abs(now[name] - scale) > 1e-6 * max(1.0, abs(scale)):
+            raise ValueError(f"adapter file {path} was trained with scale {scale:.6g} on {name}, but its config "
+                             f"{saved.name} (alpha={saved.alpha}, scaling={saved.scaling}) gives {now[name]:.6g} "
+                             "with this code (a default changed since); retrain it, or load it with the code that "
+                             "wrote it")
+
+
 def save_adapter(model: nn.Module, path: str | os.PathLike) -> Path:
     """Write the trainable tensors + config to `path` (safetensors), atomically. Returns the path."""
     config: AdapterConfig | None = getattr(model, CONFIG_ATTR, None)
@@ -61,6 +88,7 @@ def save_adapter(model: nn.Module, path: str | os.PathLike) -> Path:
         "basis_checksum": basis_checksum(model) or "",
         "base_signature": base_signature(model),
         "trainable_parameters": str(count_parameters(model)[0]),
+        "layer_scales": json.dumps(layer_scales(model), separators=(",", ":")),
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -106,6 +134,7 @@ def load_adapter(model: nn.Module, path: str | os.PathLike) -> AdapterConfig:
         diff = {k: (v, current.to_dict()[k]) for k, v in saved.to_dict().items() if current.to_dict()[k] != v}
         raise ValueError(f"adapter file {path} holds a different adapter than the model's: "
                          f"(file, model) = {diff}")
+    _check_scales(path, metadata, saved, model)
     signature = base_signature(model)
     if metadata["base_signature"] != signature:
         raise ValueError(f"adapter file {path} was trained on another base model (parameter names/shapes differ:"
