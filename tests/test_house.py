@@ -176,6 +176,10 @@ def test_summary_shows_the_tasks_metric_the_adapter_and_the_dataset(tmp_path, ca
     out = capsys.readouterr().out
     assert "fewshot / eurosat" in out and "90.0%" in out and "lora, rank 16, lr 0.001" in out
 
+    for per_s, shown in ((0.44, "(0.44 samples/s)"), (3.14159, "(3.1 samples/s)"), (1234.5, "(1,234 samples/s)")):
+        print_summary({**fewshot, "samples_per_s": per_s}, tmp_path / "result.json")
+        assert shown in capsys.readouterr().out  # a slow run is not shown as "0 samples/s"
+
 
 def test_few_shot_run_folders_name_the_dataset():
     from randlora.reporting.runs import _keys_from_path

@@ -75,9 +75,14 @@ def summary_table(result: Mapping, majority: float | None) -> Table:
     if trainable is not None and total:
         table.add_row("trainable / total", f"{trainable:,} / {total:,} ({100 * trainable / total:.2f}%)")
     table.add_row("wall time", f"{result.get('wall_time_s') or 0:.1f} s"
-                  + (f"   ({result['samples_per_s']:.0f} samples/s)" if result.get("samples_per_s") else ""))
+                  + (f"   ({_rate(result['samples_per_s'])} samples/s)" if result.get("samples_per_s") else ""))
     table.add_row("peak memory", f"{result.get('peak_memory_mb') or 0:,.0f} MiB")
     return table
+
+
+def _rate(per_s: float) -> str:
+    """A throughput with two significant digits below 10/s (0.44, not 0), whole numbers above."""
+    return f"{per_s:,.0f}" if per_s >= 10 else f"{per_s:.2g}"
 
 
 def _log_files() -> list[logging.FileHandler]:
