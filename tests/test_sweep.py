@@ -62,12 +62,20 @@ def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path):
 
 @pytest.mark.slow
 def test_optuna_sweep_optimises_val_acc(tmp_path):
-    done = _train_cli(tmp_path, "sweep=optuna", "adapter=loraplus", "hydra.sweeper.n_trials=3",
-                      "hydra.sweeper.sampler.n_startup_trials=2")
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = _results(tmp_path)
-    assert len(results) == 3 and all(r["status"] == "ok" for r in results.values())
-    assert "Best parameters" in done.stdout + done.stderr
+    # The default space (rank, lr) works for an adapter without lr_ratio; a sweep override adds LoRA+'s ratio.
+    for adapter, extra in (("randlora", ()), ("loraplus", ("adapter.lr_ratio=choice(1,4,16)",))):
+        out = tmp_path / adapter
+        out.mkdir()
+        done = _train_cli(out, "sweep=optuna", f"adapter={adapter}", *extra, "hydra.sweeper.n_trials=3",
+                          "hydra.sweeper.sampler.n_startup_trials=2")
+        assert done.returncode == 0, done.stderr[-3000:]
+        results = _results(out)
+        assert len(results) == 3 and all(r["status"] == "ok" for r in results.values())
+        assert {r["rank"] for r in results.values()} <= {2, 4, 8, 16, 32}
+        assert "Best parameters" in done.stdout + done.stderr
+        if adapter == "loraplus":
+            assert {r["lr_ratio"] for r in results.values()} <= {1, 4, 16}
+            assert "adapter.lr_ratio" in (done.stdout + done.stderr).split("Best parameters")[-1]
 
 
 @pytest.mark.slow
