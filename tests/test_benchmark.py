@@ -1,8 +1,7 @@
-"""scripts/benchmark.py: the tiny configuration end to end in a subprocess, and its measuring helpers."""
+"""scripts/benchmark.py: the tiny configuration end to end in a subprocess; randlora.benchmark's measuring helpers."""
 from __future__ import annotations
 
 import csv
-import importlib.util
 import os
 import subprocess
 import sys
@@ -12,27 +11,18 @@ import pytest
 import torch
 from torch import nn
 
+from randlora.benchmark import WORKLOADS, count_flops, live_bytes, paired_ratio, profiled_cpu_peak, shared_copy
+
 REPO = Path(__file__).resolve().parents[1]
 OURS = ["ft", "lora", "loraplus", "vera", "nola", "randlora", "randlora_sparse"]
 PEFT = ["lora", "vera", "randlora"]
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("script_benchmark", REPO / "scripts" / "benchmark.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_script()
+ENV = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> tuple[list[dict], Path, str]:
     out = tmp_path_factory.mktemp("bench")
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    done = subprocess.run([sys.executable, "scripts/benchmark.py", "--tiny", "--out", str(out)], cwd=REPO, env=env,
+    done = subprocess.run([sys.executable, "scripts/benchmark.py", "--tiny", "--out", str(out)], cwd=REPO, env=ENV,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     csvs = list(out.glob("cpu-*-tiny.csv"))
@@ -60,6 +50,8 @@ def test_tiny_run_has_every_method_on_every_workload(tiny_run):
     assert seen[("clip", "peft", "lora")]["status"] == "ok"
     assert list(out.glob("cpu-*-tiny.png"))
     assert "×LoRA" in stdout and "wrote" in stdout
+    assert list(dict.fromkeys(r["workload"] for r in rows)) == list(WORKLOADS)  # --tiny: every workload, 1 step
+    assert {r["steps"] for r in rows} == {"1"} and {r["threads"] for r in rows} == {"1"}
 
 
 def test_tiny_run_values_are_sane(tiny_run):
@@ -96,9 +88,9 @@ def test_time_ratios_pair_the_cases_round_by_round():
     """Load drifting between rounds cancels: the ratio is the median of same-round ratios, not of medians."""
     mine = {"step_ms": 10.0, "_round_s": [1.0, 10.0, 10.5]}
     theirs = {"step_ms": 10.0, "_round_s": [1.1, 11.0, 10.0]}  # the same medians, but 10 % slower in 2 rounds of 3
-    assert bench._ratio(mine, theirs, "step_ms") == pytest.approx(1 / 1.1, abs=1e-3)
-    assert bench._ratio({"peak_mb": 3.0}, {"peak_mb": 2.0}, "peak_mb") == 1.5  # one value per case: plain ratio
-    assert bench._ratio(mine, None, "step_ms") == ""
+    assert paired_ratio(mine, theirs, "step_ms") == pytest.approx(1 / 1.1, abs=1e-3)
+    assert paired_ratio({"peak_mb": 3.0}, {"peak_mb": 2.0}, "peak_mb") == 1.5  # one value per case: plain ratio
+    assert paired_ratio(mine, None, "step_ms") == ""
 
 
 def test_count_flops_counts_forward_backward_and_in_place_products():
@@ -110,7 +102,7 @@ def test_count_flops_counts_forward_backward_and_in_place_products():
         y.detach().clone().addmm_(extra_a, extra_b)  # in-place GEMM: 2·3·5·4 = 120
         y.sum().backward()
 
-    assert bench.count_flops(step) == 3 * 192 + 120
+    assert count_flops(step) == 3 * 192 + 120
 
 
 def test_live_bytes_counts_shared_storage_once():
@@ -122,7 +114,7 @@ def test_live_bytes_counts_shared_storage_once():
     optimizer.step()
     # shared weight once, 2 biases, the 2 gradients of a, exp_avg and exp_avg_sq of the weight, Adam's step
     expected = 4 * (1000 + 100 + 100 + 1000 + 100 + 2 * 1000) + 4
-    assert bench.live_bytes(a, b, optimizer) == expected
+    assert live_bytes(a, b, optimizer) == expected
 
 
 def test_profiled_peak_sees_torch_allocations():
@@ -133,13 +125,13 @@ def test_profiled_peak_sees_torch_allocations():
         c = torch.ones(2_000_000)  # +8 MB: peak 12 MB
         del b, c
 
-    peak = bench.profiled_cpu_peak(step, None)
+    peak = profiled_cpu_peak(step, None)
     assert 12_000_000 <= peak < 12_100_000
 
 
 def test_shared_copy_shares_frozen_weights_not_modules():
     base = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4)).requires_grad_(False)
-    copy_ = bench.shared_copy(base)
+    copy_ = shared_copy(base)
     assert copy_[0] is not base[0]
     assert copy_[0].weight is base[0].weight
     from randlora.adapters import inject
@@ -149,22 +141,22 @@ def test_shared_copy_shares_frozen_weights_not_modules():
 
 
 def test_cli_errors_name_the_bad_value():
-    with pytest.raises(SystemExit):
-        bench.parse_args(["--workloads", "vit,resnet"])
-    with pytest.raises(SystemExit):
-        bench.parse_args(["--steps", "0"])
-    args = bench.parse_args(["--tiny"])
-    assert args.steps == 1 and args.workloads == list(bench.WORKLOADS)
+    """Bad arguments: exit 2 with argparse's one line naming the option and the value, before any model is built."""
+    for argv, message in ((["--workloads", "vit,resnet"], "--workloads: unknown ['resnet']; choose from vit, clip"),
+                          (["--steps", "0"], "--steps 0 and --warmup 1 must both be >= 1")):
+        done = subprocess.run([sys.executable, "scripts/benchmark.py", *argv], cwd=REPO, env=ENV, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 2 and message in done.stderr.splitlines()[-1], done.stderr
+        assert done.stdout == ""
 
 
 @pytest.mark.slow
 def test_compiled_tiny_run_times_every_adapter_of_ours(tmp_path):
     """`--compile` (inductor) runs every adapter; FLOPs are counted on the eager model, so they match eager's."""
     methods = "ours:ft,ours:lora,ours:vera,ours:nola,ours:randlora"
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     for flag in ([], ["--compile"]):
         done = subprocess.run([sys.executable, "scripts/benchmark.py", "--tiny", "--workloads", "vit", "--methods",
-                               methods, "--out", str(tmp_path), *flag], cwd=REPO, env=env, capture_output=True,
+                               methods, "--out", str(tmp_path), *flag], cwd=REPO, env=ENV, capture_output=True,
                               text=True, timeout=600)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rows = {}
