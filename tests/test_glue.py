@@ -65,11 +65,55 @@ def test_glue_splits_are_read_from_the_hub_layout_with_datasets(tmp_path):
 def test_mrpc_trains_two_steps_and_reports_accuracy_and_f1(tmp_path):
     root = write_glue(tmp_path / "glue", "mrpc")
     cfg = training_config(tmp_path, ["experiment=glue/randlora", "backbone=tiny_roberta", "task.dataset=mrpc",
-                                     f"task.root={root}", "adapter.rank=8"])
+                                     f"task.root={root}", "adapter.rank=8", "seed=2"])
     result = train(cfg)
     assert result["status"] == "ok" and result["subtask"] == "mrpc"
     assert set(result["metrics"]) >= {"test/acc", "test/f1", "val/acc_final"}
     assert result["config"]["optim"]["warmup_ratio"] == 0.06 and result["alpha"] == 128
+    assert result["seed"] == 2 and result["basis_seed"] == 23  # int(exp(2) · 3.1415), recorded with the run
+
+
+def test_authors_basis_seed_is_their_float32_formula_of_the_run_seed():
+    from randlora.utils.config import authors_basis_seed
+
+    # run_glue.py / gpt2_ft.py: int(torch.exp(torch.tensor(seed)) * 3.1415); e^1 · 3.1415 = 8.539…, e^5 · 3.1415 = 466.2…
+    assert [authors_basis_seed(s) for s in range(6)] == [3, 8, 23, 63, 171, 466]
+    with pytest.raises(ValueError, match="seed=43: .*set adapter.basis_seed explicitly"):
+        authors_basis_seed(43)
+
+
+@pytest.mark.parametrize("adapter", ["randlora", "vera"])
+def test_glue_draws_a_new_basis_for_every_run_seed_as_the_authors_did(adapter):
+    from randlora.adapters import inject
+    from randlora.adapters.inject import basis_checksum
+    from randlora.backbones import build_backbone
+    from randlora.train import adapter_settings
+    from randlora.utils.config import compose_config
+
+    checksums = []
+    for seed in (1, 2):
+        cfg = compose_config([f"experiment=glue/{adapter}", "backbone=tiny_roberta", "task.dataset=mrpc",
+                              f"seed={seed}", "adapter.rank=8"])
+        assert cfg.adapter.basis_seed == [8, 23][seed - 1]  # not 0 for every seed
+        model = build_backbone(cfg.backbone, {"num_classes": 2})
+        inject(model, adapter_settings(cfg.adapter, model))
+        checksums.append(basis_checksum(model))
+    assert checksums[0] != checksums[1]
+    assert compose_config([f"experiment=glue/{adapter}", "task.dataset=mrpc", "seed=1",
+                           "adapter.basis_seed=0"]).adapter.basis_seed == 0  # still settable
+
+
+def test_glue_randlora_scales_like_the_authors_vendored_peft():
+    """GLUE/peft is their commonsense PEFT: s = α/(r·√n) with α = 2r, λ = 0, γ = 1/min_dim (c7a6515)."""
+    from randlora.adapters import AdapterConfig
+    from randlora.adapters.randlora import RandLoRA
+    from randlora.utils.config import compose_config
+
+    cfg = compose_config(["experiment=glue/randlora", "backbone=roberta_base", "task.dataset=mrpc"])
+    assert (cfg.adapter.rank, cfg.adapter.alpha, cfg.adapter.scaling) == (64, 128, "authors_llm")
+    fields = {k: v for k, v in dict(cfg.adapter).items() if k != "basis_seed"}
+    layer = RandLoRA(768, 768, AdapterConfig.from_any({**fields, "targets": ["query"]}), None, None, device="meta")
+    assert layer.num_bases == 12 and layer.scale == pytest.approx(128 / (64 * 12 ** 0.5))  # n = ⌈768/64⌉
 
 
 def test_stsb_trains_as_regression_and_reports_correlations(tmp_path):

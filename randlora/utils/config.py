@@ -11,6 +11,9 @@ Resolvers (registered once, on import of :mod:`randlora.train` / :mod:`randlora.
   :data:`ADAPTER_PAPER_LR` (VeRA 1e-2), else the task's ``BASE_LR``. ``optim.lr`` uses it as its default.
 - ``${randlora.task_folder:TASK,DATASET}``  the task part of a run folder: ``fewshot-eurosat`` for a task with a
   dataset, else the task (``tweets``), so the runs of 22 datasets do not share one folder.
+- ``${randlora.authors_basis_seed:SEED}``  the random-basis seed the authors derive from a run seed in their GLUE
+  and NLG code, ``int(exp(SEED) · 3.1415)`` in float32 (run seeds 1-5 give 8, 23, 63, 171, 466): see
+  :func:`authors_basis_seed`.
 - ``${randlora.wandb_offline:}``  false only when the user configured W&B (``WANDB_MODE=online`` or
   ``WANDB_API_KEY`` set), so runs never try to reach the network by accident.
 """
@@ -34,6 +37,25 @@ ADAPTER_PAPER_LR: dict[str, float] = {"vera": 1e-2}
 def paper_lr(adapter: str, base_lr: float) -> float:
     """The default ``optim.lr``: the adapter's own paper lr where it has one, else the task's ``base_lr``."""
     return ADAPTER_PAPER_LR.get(str(adapter), float(base_lr))
+
+
+AUTHORS_BASIS_SEED_MAX_RUN_SEED = 42  # exp(43)·3.1415 ≈ 1.5e19 no longer fits a signed 64-bit integer
+
+
+def authors_basis_seed(seed: int) -> int:
+    """The basis seed of the authors' GLUE and NLG runs for run seed ``seed``.
+
+    ``GLUE/run_glue.py`` (``projection_prng_key``) and ``NLG/src/gpt2_ft.py`` (``config.seed``) at c7a6515 both
+    compute ``int(torch.exp(torch.tensor(seed)) * 3.1415)``: float32 arithmetic, truncated. So each run seed
+    trains on its own random bases, while the global seed (init, data order) is the run seed itself.
+    """
+    import torch
+
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed > AUTHORS_BASIS_SEED_MAX_RUN_SEED:
+        raise ValueError(f"seed={seed!r}: the authors' basis seed int(exp(seed)·3.1415) needs an integer seed <= "
+                         f"{AUTHORS_BASIS_SEED_MAX_RUN_SEED} (larger ones overflow 64 bits); set adapter.basis_seed "
+                         "explicitly instead")
+    return int(torch.exp(torch.tensor(seed)) * 3.1415)
 
 
 def _precision(accelerator: str = "auto") -> str:
@@ -63,6 +85,7 @@ def register_resolvers() -> None:
         "randlora.wandb_offline": _wandb_offline,
         "randlora.paper_lr": paper_lr,
         "randlora.task_folder": task_folder,
+        "randlora.authors_basis_seed": authors_basis_seed,
     }
     for name, function in resolvers.items():
         if not OmegaConf.has_resolver(name):
