@@ -226,8 +226,12 @@ class CausalLMModule(AdapterModule):
         return self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                           labels=batch["labels"])
 
+    def training_loss(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        """The loss ``training_step`` minimises: the model's mean token cross-entropy over the response tokens."""
+        return self(batch).loss
+
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
-        loss = self(batch).loss
+        loss = self.training_loss(batch)
         self._check_finite(loss)
         size = len(batch["answers"])
         self.samples_seen += size

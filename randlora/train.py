@@ -109,7 +109,8 @@ def build_module(cfg: DictConfig, backbone: Any, data: Any, test_names: list[str
         from randlora.module_nlg import NLGModule
 
         return NLGModule(backbone, backbone.tokenizer, optim, max_new_tokens=int(cfg.task.max_new_tokens),
-                         num_beams=int(cfg.task.num_beams), generation_kwargs=data.extras["nlg_generation"])
+                         num_beams=int(cfg.task.num_beams), generation_kwargs=data.extras["nlg_generation"],
+                         label_smoothing=cfg.task.get("label_smoothing", 0.0))
     if backbone.kind == "causal_lm":
         return CausalLMModule(backbone, backbone.tokenizer, optim, test_names,
                               max_new_tokens=int(cfg.task.get("max_new_tokens", 32)),

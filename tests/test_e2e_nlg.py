@@ -117,6 +117,88 @@ def test_two_steps_and_beam_search_write_an_ok_result_with_the_metrics(tmp_path,
                                                                       "There is a pub called The Vaults."]
 
 
+def test_smoothed_loss_equals_a_hand_computed_smoothed_nll_over_the_target_tokens_only():
+    import math
+
+    import torch
+
+    from randlora.module_nlg import smoothed_lm_loss
+
+    # one sequence of 4 positions, vocabulary of 3; position t predicts label t + 1. Labels (-100, -100, 2, 0):
+    # position 1 predicts token 2, position 2 predicts token 0; positions 0 (prompt) and 3 (last) count not at all.
+    logits = torch.tensor([[[9.0, -9.0, 5.0], [0.0, 1.0, 2.0], [1.0, 1.0, 0.0], [7.0, 7.0, 7.0]]])
+    labels = torch.tensor([[-100, -100, 2, 0]])
+
+    def token_loss(row, target, eps):
+        log_z = math.log(sum(math.exp(v) for v in row))
+        log_p = [v - log_z for v in row]
+        return (1 - eps) * -log_p[target] + eps * sum(-lp for lp in log_p) / len(row)
+
+    expected = (token_loss([0.0, 1.0, 2.0], 2, 0.1) + token_loss([1.0, 1.0, 0.0], 0, 0.1)) / 2
+    assert smoothed_lm_loss(logits, labels, 0.1).item() == pytest.approx(expected, rel=1e-6)
+    plain = (token_loss([0.0, 1.0, 2.0], 2, 0.0) + token_loss([1.0, 1.0, 0.0], 0, 0.0)) / 2
+    assert smoothed_lm_loss(logits, labels, 0.0).item() == pytest.approx(plain, rel=1e-6)
+    assert expected != pytest.approx(plain)
+
+
+def test_nlg_module_trains_on_the_smoothed_loss_and_validates_on_the_plain_one():
+    import torch
+
+    from randlora.backbones import BACKBONES, build_backbone
+    from randlora.module_nlg import NLGModule, smoothed_lm_loss
+
+    torch.manual_seed(0)
+    backbone = build_backbone(BACKBONES["tiny_gpt2"], None).eval()  # no dropout: the same logits every call
+    batch = e2e.E2ECollator(backbone.tokenizer, max_length=64)(
+        [{"mr": MRS[0], "references": ["The Vaults is a pub."]}, {"mr": MRS[2], "references": ["Cheap."]}])
+    smoothed = NLGModule(backbone, backbone.tokenizer, {}, label_smoothing=0.1)
+    with torch.no_grad():
+        logits = backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        plain = smoothed(batch).loss  # the model's own loss: what val/loss logs
+        trained = smoothed.training_loss(batch)
+        assert trained.item() == pytest.approx(smoothed_lm_loss(logits, batch["labels"], 0.1).item(), rel=1e-5)
+        assert abs(trained.item() - plain.item()) > 1e-3  # near-uniform random model: a small but real change
+        unsmoothed = NLGModule(backbone, backbone.tokenizer, {}).training_loss(batch)
+        assert unsmoothed.item() == pytest.approx(plain.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="task.label_smoothing=1.5 must be a number in \\[0, 1\\)"):
+        NLGModule(backbone, backbone.tokenizer, {}, label_smoothing=1.5)
+
+
+def test_e2e_experiment_is_the_authors_nlg_recipe():
+    from randlora.utils.config import compose_config
+
+    lora = compose_config(["experiment=e2e/lora", "seed=1"])
+    randlora = compose_config(["experiment=e2e/randlora", "seed=1"])
+    for cfg in (lora, randlora):
+        assert cfg.task.label_smoothing == 0.1  # NLG/train.sh --label_smooth 0.1
+        assert list(cfg.adapter.targets) == ["c_attn", "mlp.c_fc", "mlp.c_proj"]  # NLG/src/model.py
+    assert (lora.adapter.rank, lora.adapter.alpha, lora.adapter.dropout) == (16, 32, 0.1)  # train.sh: lora16
+    assert (randlora.adapter.rank, randlora.adapter.alpha, randlora.adapter.scaling) == (20, 40, "authors_llm")
+    assert randlora.adapter.num_bases_rule == "floor_plus_one" and randlora.adapter.basis_seed == 8
+    assert compose_config(["task=e2e_nlg", "backbone=tiny_gpt2"]).task.label_smoothing == 0.0  # off by default
+
+
+def test_e2e_randlora_layers_scale_and_start_like_the_authors_nlg_layer():
+    """NLG/loralib/randlora_layers.py: n = 1024 // r + 1 = 52, s = α/(r·√n), λ = 0, γ = 1/1024 (MLP layers)."""
+    import math
+
+    import torch
+
+    from randlora.adapters import AdapterConfig
+    from randlora.adapters.randlora import RandLoRA
+    from randlora.utils.config import compose_config
+
+    fields = dict(compose_config(["experiment=e2e/randlora"]).adapter)
+    config = AdapterConfig.from_any({**fields, "targets": list(fields["targets"])})
+    for d_out, d_in in ((4096, 1024), (1024, 4096)):  # mlp.c_fc, mlp.c_proj of GPT-2 medium
+        layer = RandLoRA(d_out, d_in, config, None, None, device="meta")
+        assert layer.num_bases == 52 and layer.scale == pytest.approx(40 / (20 * math.sqrt(52)))
+    real = RandLoRA(4096, 1024, config, None, None, device="cpu")
+    assert real.randlora_lambda.abs().max() == 0 and torch.allclose(real.randlora_gamma, torch.tensor(1 / 1024))
+    rank16 = AdapterConfig.from_any({**fields, "rank": 16, "targets": ["c_attn"]})
+    assert RandLoRA(4096, 1024, rank16, None, None, device="meta").num_bases == 65  # 1024 // 16 + 1, not ⌈⌉ = 64
+
+
 def test_gpt2_targets_its_fused_attention_conv1d():
     from randlora.backbones import BACKBONES, build_backbone
 
@@ -133,7 +215,7 @@ def test_e2e_command_lists_the_authors_cells():
                 for adapter in ("lora", "randlora") for seed in range(3)}
     assert {" ".join(c.overrides) for c in cells} == expected
     ranks = {k["adapter"]: k["rank"] for k in (c.key_dict for c in cells)}
-    assert ranks == {"lora": "4", "randlora": "20"}  # NLG/README.md and the authors' RandLoRA script
+    assert ranks == {"lora": "16", "randlora": "20"}  # NLG/train.sh at c7a6515
 
 
 def test_e2e_table_shows_the_five_metrics_and_marks_missing_meteor(tmp_path):

@@ -25,6 +25,9 @@ RECIPES: dict[str, list[tuple[str, ...]]] = {
     "table1_commonsense": [(f"experiment=table1_commonsense/{v}",) for v in _TABLE1],
     "fig1_llama": [(f"experiment=table1_commonsense/{v}",) for v in ("lora_large", "randlora_large")],
     "vtab": [("experiment=vtab", "task.dataset=cifar100", f"adapter={a}") for a in ("lora", "randlora")],
+    "glue": [(f"experiment=glue/{a}", "backbone=roberta_base", "task.dataset=mrpc", "seed=1")
+             for a in ("lora", "randlora", "vera")],
+    "e2e": [(f"experiment=e2e/{a}", "seed=1") for a in ("lora", "randlora")],
     "sparse_bases": [("experiment=fig3_clip/randlora", *_CLIP_CELL, f"adapter.basis={b}")
                      for b in ("sparse", "very_sparse")],
 }
