@@ -243,8 +243,8 @@ def run_training(cfg: DictConfig, info: RunInfo, check: bool = False) -> dict:
     from randlora.utils.instantiate import instantiate_callbacks, instantiate_loggers
     from randlora.run.logs import tidy_lightning_logging
     from randlora.run.lock import hold_run_lock
-    from randlora.run.resume import (METADATA_KEY, ResumeCheckpoint, check_checkpoint, config_fingerprint,
-                                     continue_in, plan_resume)
+    from randlora.run.resume import METADATA_KEY, ResumeCheckpoint, check_checkpoint
+    from randlora.run.resume_plan import config_fingerprint, continue_in, plan_resume
     from randlora.run.summary import print_summary
 
     tidy_lightning_logging()

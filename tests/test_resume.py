@@ -1,6 +1,6 @@
-"""Resuming interrupted runs (``resume=true`` / ``resume=<path>``, randlora/run/resume.py): a run killed with
-SIGKILL after its first checkpoint, or stopped by an error, ends with the same metrics as an uninterrupted
-run, in its own folder; missing, truncated and foreign checkpoints are refused with one clear message."""
+"""Resuming interrupted runs (``resume=true`` / ``resume=<path>``, randlora/run/resume.py and resume_plan.py): a
+run killed with SIGKILL after its first checkpoint, or stopped by an error, ends with the same metrics as an
+uninterrupted run, in its own folder; missing, truncated and foreign checkpoints are refused with one clear message."""
 from __future__ import annotations
 
 import json
@@ -18,7 +18,8 @@ from helpers_resume import (COMPARED_METRICS, NO_LIMITS, SYNTHETIC, InterruptedT
 from helpers_training import training_config
 from randlora.train import train
 from randlora.run.resume import (CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT, METADATA_KEY, check_checkpoint,
-                                   config_fingerprint, read_checkpoint)
+                                 read_checkpoint)
+from randlora.run.resume_plan import config_fingerprint
 
 CLI_TIMEOUT_S = 300
 
