@@ -171,11 +171,66 @@ def test_e2e_experiment_is_the_authors_nlg_recipe():
     randlora = compose_config(["experiment=e2e/randlora", "seed=1"])
     for cfg in (lora, randlora):
         assert cfg.task.label_smoothing == 0.1  # NLG/train.sh --label_smooth 0.1
-        assert list(cfg.adapter.targets) == ["c_attn", "mlp.c_fc", "mlp.c_proj"]  # NLG/src/model.py
+        assert cfg.backbone.split_fused_qkv and cfg.adapter.targets == "gpt2_qv_mlp"  # NLG/src/model.py
     assert (lora.adapter.rank, lora.adapter.alpha, lora.adapter.dropout) == (16, 32, 0.1)  # train.sh: lora16
     assert (randlora.adapter.rank, randlora.adapter.alpha, randlora.adapter.scaling) == (20, 40, "authors_llm")
     assert randlora.adapter.num_bases_rule == "floor_plus_one" and randlora.adapter.basis_seed == 8
     assert compose_config(["task=e2e_nlg", "backbone=tiny_gpt2"]).task.label_smoothing == 0.0  # off by default
+
+
+def test_split_qkv_keeps_gpt2s_outputs_and_adapters_reach_q_and_v_but_not_k():
+    import torch
+
+    from randlora.adapters import inject
+    from randlora.adapters.layer import AdaptedLayer
+    from randlora.backbones import BACKBONES, build_backbone
+    from randlora.backbones.fused_qkv import SplitQKV, join_fused_qkv, split_fused_qkv
+    from randlora.train import adapter_settings
+
+    torch.manual_seed(0)
+    backbone = build_backbone(BACKBONES["tiny_gpt2"], None).eval()
+    x = dict(backbone.tokenizer(["name : Aromi ||", "a b c"], return_tensors="pt", padding=True))
+    with torch.no_grad():
+        fused = backbone(**x).logits
+        fused_weight = backbone.model.transformer.h[1].attn.c_attn.weight.clone()
+        assert len(split_fused_qkv(backbone.model)) == 2  # both blocks
+        attention = backbone.model.transformer.h[1].attn.c_attn
+        assert isinstance(attention, SplitQKV)
+        width = fused_weight.shape[1] // 3  # Conv1D stores (d_in, 3d): the value part is the last third
+        assert torch.equal(attention.v.weight, fused_weight[:, 2 * width:].t())
+        torch.testing.assert_close(backbone(**x).logits, fused, atol=1e-5, rtol=1e-5)
+        assert join_fused_qkv(backbone.model) == 2
+        assert torch.equal(backbone.model.transformer.h[1].attn.c_attn.weight, fused_weight)
+    backbone = build_backbone({**BACKBONES["tiny_gpt2"], "split_fused_qkv": True}, None)
+    targets = adapter_settings({"name": "lora", "rank": 2, "targets": None}, backbone)["targets"]
+    assert targets == ["c_attn.q", "c_attn.v", "mlp.c_fc", "mlp.c_proj"]  # the split model's default preset
+    inject(backbone, {"name": "lora", "rank": 2, "targets": targets})
+    attention = backbone.model.transformer.h[0].attn.c_attn
+    assert isinstance(attention.q, AdaptedLayer) and isinstance(attention.v, AdaptedLayer)
+    assert not isinstance(attention.k, AdaptedLayer) and not attention.k.weight.requires_grad
+
+
+def test_e2e_trains_the_authors_parameter_counts_on_gpt2_medium():
+    """Their NLG layers on GPT-2 medium (24 blocks, width 1024): RandLoRA r 20, n = 52: c_attn's q and v λ (52, 40)
+    and γ (52, 2048), c_fc and c_proj λ (52, 20) and γ (52, 1024); LoRA r 16: c_attn A (32, 1024), B (2048, 16),
+    c_fc A (16, 4096)... B (1024, 16), c_proj the same sizes."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from randlora.adapters.inject import predict_trainable
+    from randlora.backbones.causal_lm import LLM_PRESETS
+    from randlora.backbones.fused_qkv import split_fused_qkv
+    from randlora.utils.config import compose_config
+
+    with torch.device("meta"):
+        model = GPT2LMHeadModel(GPT2Config(n_embd=1024, n_layer=24, n_head=16))
+    split_fused_qkv(model)
+    randlora_per_block = 52 * (40 + 2048) + 2 * 52 * (20 + 1024)
+    lora_per_block = (32 * 1024 + 2048 * 16) + 2 * (16 * 4096 + 1024 * 16)
+    for adapter, per_block in (("randlora", randlora_per_block), ("lora", lora_per_block)):
+        fields = dict(compose_config([f"experiment=e2e/{adapter}"]).adapter)
+        fields["targets"] = LLM_PRESETS[fields["targets"]]
+        assert predict_trainable(model, fields) == 24 * per_block  # 5,211,648 and 5,505,024
 
 
 def test_e2e_randlora_layers_scale_and_start_like_the_authors_nlg_layer():
@@ -189,7 +244,7 @@ def test_e2e_randlora_layers_scale_and_start_like_the_authors_nlg_layer():
     from randlora.utils.config import compose_config
 
     fields = dict(compose_config(["experiment=e2e/randlora"]).adapter)
-    config = AdapterConfig.from_any({**fields, "targets": list(fields["targets"])})
+    config = AdapterConfig.from_any(fields)
     for d_out, d_in in ((4096, 1024), (1024, 4096)):  # mlp.c_fc, mlp.c_proj of GPT-2 medium
         layer = RandLoRA(d_out, d_in, config, None, None, device="meta")
         assert layer.num_bases == 52 and layer.scale == pytest.approx(40 / (20 * math.sqrt(52)))

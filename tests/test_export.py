@@ -280,3 +280,28 @@ def test_stored_bases_travel_with_the_adapter_file_and_are_checked(tmp_path):
     save_file(tensors, str(tmp_path / "edited.safetensors"), metadata=read_adapter_metadata(path))
     with pytest.raises(ValueError, match="checksum"):
         load_adapter(model(), tmp_path / "edited.safetensors")
+
+
+def test_gpt2_with_split_qkv_exports_merged_as_a_stock_gpt2_and_refuses_peft(tmp_path, monkeypatch):
+    """E2E's adapters on c_attn.q / c_attn.v (backbone.split_fused_qkv): saved and loaded with the split backbone,
+    merged back into one fused Conv1D that transformers loads as plain GPT-2; PEFT has no form for them."""
+    import helpers_export
+    from transformers import AutoModelForCausalLM
+
+    monkeypatch.setitem(helpers_export.TASKS, "tiny_gpt2", "e2e_nlg")
+    monkeypatch.setitem(helpers_export.ODD_SHAPES, "tiny_gpt2", [])
+    overrides = ["backbone.split_fused_qkv=true", "adapter.targets=gpt2_qv_mlp", "adapter.rank=4"]
+    run_dir = make_run(tmp_path, "tiny_gpt2", "randlora", overrides)
+    with pytest.raises(NotExpressible, match=r"c_attn\.q / c_attn\.v .*use --format merged"):
+        export_peft(load_run(run_dir), tmp_path / "peft")
+    run = load_run(run_dir)
+    x = dict(run.backbone.tokenizer(["name : Aromi | food : Chinese ||", "hi"], return_tensors="pt", padding=True))
+    with torch.no_grad():
+        ours = run.backbone(**x).logits
+        base = build_base(run.config).eval()(**x).logits
+    assert (ours - base).abs().max() > 1e-2
+    out = export_merged(run, tmp_path / "merged")
+    model = AutoModelForCausalLM.from_pretrained(out).eval()
+    assert type(model.transformer.h[0].attn.c_attn).__name__ == "Conv1D"
+    with torch.no_grad():
+        torch.testing.assert_close(model(**x).logits, ours, **TOL)

@@ -37,7 +37,9 @@ BACKBONES: dict[str, dict[str, Any]] = {
     "tiny_bert": {"family": "hf_text", "name": "tiny_bert", "path": None, "max_length": 64},
     "tiny_roberta": {"family": "hf_seqcls", "name": "tiny_roberta", "path": None, "max_length": 64},
     "tiny_llama": {"family": "causal_lm", "name": "tiny_llama", "path": None, "max_length": 64},
-    "tiny_gpt2": {"family": "causal_lm", "name": "tiny_gpt2", "path": None, "max_length": 64},
-    "gpt2_medium": {"family": "causal_lm", "name": "openai-community/gpt2-medium", "path": None, "max_length": 512},
+    "tiny_gpt2": {"family": "causal_lm", "name": "tiny_gpt2", "path": None, "max_length": 64,
+                  "split_fused_qkv": False},
+    "gpt2_medium": {"family": "causal_lm", "name": "openai-community/gpt2-medium", "path": None, "max_length": 512,
+                    "split_fused_qkv": False},
     "synthetic_mlp": {"family": "synthetic", "name": "mlp", "model_kwargs": {"width": 64, "depth": 2, "seed": 0}},
 }

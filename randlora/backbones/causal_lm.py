@@ -9,8 +9,10 @@ Target presets (suffixes of transformers module names); a preset is offered when
 at least one module of the model:
 - `llm` (default): `q_proj`, `k_proj`, `v_proj`, `up_proj`, `down_proj` (the paper's targets);
 - `llm_qv`: `q_proj`, `v_proj`;  `llm_all`: also `o_proj`, `gate_proj`;
-- `gpt2` (default for GPT-2): `c_attn`, the fused query/key/value `Conv1D` (LoRA's E2E runs adapt its query and
-  value thirds only; here the whole fused layer is adapted);
+- `gpt2` (default for GPT-2): `c_attn`, the fused query/key/value `Conv1D`, adapted whole;
+- `gpt2_qv_mlp` (default for GPT-2 with `backbone.split_fused_qkv=true`, which splits `c_attn` into `c_attn.q`,
+  `c_attn.k`, `c_attn.v`): `c_attn.q`, `c_attn.v`, `mlp.c_fc`, `mlp.c_proj`, the RandLoRA authors' E2E targets
+  (LoRA's own E2E code: the query and value parts only);
 - `phi3` (default for Phi-3, whose attention and MLP are fused): `qkv_proj`, `gate_up_proj`, `down_proj`.
   The authors passed the `llm` list for Phi-3 too; on transformers' Phi-3 only `down_proj` matches it.
 
@@ -28,6 +30,7 @@ import torch
 from . import hf
 from .base import Backbone, cast_floating, name_matches
 from .config import BackboneConfig, ClassInfo
+from .fused_qkv import split_fused_qkv
 from .meta_configs import META_ALIASES, META_CONFIGS
 from .stand_ins import tiny_gpt2, tiny_llama
 
@@ -37,6 +40,7 @@ LLM_PRESETS = {
     "llm_all": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
     "phi3": ["qkv_proj", "gate_up_proj", "down_proj"],
     "gpt2": ["c_attn"],
+    "gpt2_qv_mlp": ["c_attn.q", "c_attn.v", "mlp.c_fc", "mlp.c_proj"],
 }
 STAND_INS = {"tiny_llama": tiny_llama, "tiny_gpt2": tiny_gpt2}
 DEFAULT_MAX_LENGTH = 256  # the paper's cutoff length
@@ -61,13 +65,15 @@ class CausalLM(Backbone):
             )
             self.tokenizer = hf.load(AutoTokenizer.from_pretrained, source)
         cast_floating(self, cfg.torch_dtype)
+        if cfg.split_fused_qkv:
+            split_fused_qkv(self.model)
         configure_tokenizer(self.tokenizer, self.model, cfg.padding_side)
         if cfg.gradient_checkpointing:
             hf.enable_checkpointing(self.model)
             self.model.config.use_cache = False
         self.max_length = cfg.max_length or DEFAULT_MAX_LENGTH
         self.target_presets = llm_presets(self.model)
-        self.default_targets = next((p for p in ("phi3", "gpt2") if p in self.target_presets), "llm")
+        self.default_targets = next((p for p in ("phi3", "gpt2_qv_mlp", "gpt2") if p in self.target_presets), "llm")
         self.head_prefixes = []
 
     def forward(self, **batch: Any):

@@ -39,6 +39,9 @@ Fields (all families unless stated):
 - `max_length` (hf_text, causal_lm; int, default 128 / 256): tokenizer truncation length.
 - `padding_side` (causal_lm, `left` or `right`, default `left`): left padding is what batched generation
   needs.
+- `split_fused_qkv` (causal_lm, bool, default false): replace GPT-2's fused `attn.c_attn` by three linear layers
+  `c_attn.q`, `c_attn.k`, `c_attn.v` with the same weights (see `fused_qkv.py`), so that adapters can target the
+  query and value parts only, as LoRA's and the authors' E2E code do (target preset `gpt2_qv_mlp`).
 - `dtype` (str, default `float32`): `float32`, `bfloat16` or `float16`; the dtype of the weights.
 - `gradient_checkpointing` (bool, default false): recompute activations in backward (all families).
 - `model_kwargs` (dict, default {}): architecture overrides given to the constructor: timm
@@ -106,6 +109,7 @@ class BackboneConfig:
     padding_side: str = "left"
     dtype: str = "float32"
     gradient_checkpointing: bool = False
+    split_fused_qkv: bool = False
     model_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from randlora.adapters.inject import CONFIG_ATTR
+from randlora.backbones.fused_qkv import SplitQKV
 
 from .folders import staged_folder
 from .source import Part, Run, adapted_names, part_name, pretrained_part, save_head, strip_adapters, write_provenance
@@ -49,6 +50,9 @@ def export_peft(run: Run, out: str | Path) -> dict[str, Any]:
     config = getattr(backbone, CONFIG_ATTR)
     layers = adapted_names(backbone)
     check_expressible(config.name, layers)
+    if any(isinstance(m, SplitQKV) for m in backbone.modules()):
+        raise NotExpressible("adapters on GPT-2's c_attn.q / c_attn.v (backbone.split_fused_qkv) have no PEFT form on "
+                             "the stock model's fused c_attn; use --format merged")
     strip_adapters(backbone)
     part = pretrained_part(backbone, run.config)
     targets = {}

@@ -23,6 +23,7 @@ from torch.nn.utils import parametrize
 
 from randlora.adapters.inject import CONFIG_ATTR, adapter_layers
 from randlora.adapters.layer import AdaptedLayer
+from randlora.backbones.fused_qkv import SplitQKV, join_fused_qkv
 from randlora.run.results import ADAPTER_FILE, read_finished_result, write_json_atomic
 
 PROVENANCE_FILE = "provenance.json"
@@ -73,7 +74,8 @@ def load_run(run_dir: str | Path) -> Run:
 
 
 def strip_adapters(model: nn.Module) -> None:
-    """Take the adapters out again: wrappers give way to their base layer, parametrizations are removed.
+    """Take the adapters out again: wrappers give way to their base layer, parametrizations are removed, and a
+    GPT-2 `c_attn` split for the adapters (`backbone.split_fused_qkv`) is fused back into one `Conv1D`.
 
     Call `merge(model)` first to keep ΔW (folded into the base weights); without it the base model returns.
     """
@@ -85,6 +87,7 @@ def strip_adapters(model: nn.Module) -> None:
         if isinstance(module, AdaptedLayer) and module.base_layer is not None:
             parent_name, _, child = name.rpartition(".")
             setattr(model.get_submodule(parent_name) if parent_name else model, child, module.base_layer)
+    join_fused_qkv(model)
     if getattr(model, CONFIG_ATTR, None) is not None:
         object.__delattr__(model, CONFIG_ATTR)
 
