@@ -298,7 +298,7 @@ def test_e2e_command_runs_a_reduced_grid_end_to_end_offline(tmp_path):
     done = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     table = (tmp_path / "out" / "tables" / "e2e.md").read_text()
-    row = next(line for line in table.splitlines() if line.startswith("| tiny_gpt2 | LoRA r4 |"))
+    row = next(line for line in table.splitlines() if line.startswith("| tiny_gpt2 | LoRA r16 |"))
     has_wordnet = nlg_metrics.meteor(["a pub"], [["a pub"]]) is not None
     assert row.count("(n=1)") == 4 + has_wordnet
     assert (row.split("|")[5].strip() == "—") != has_wordnet  # METEOR: "—" exactly when WordNet is missing
