@@ -171,6 +171,7 @@ def test_e2e_experiment_is_the_authors_nlg_recipe():
     randlora = compose_config(["experiment=e2e/randlora", "seed=1"])
     for cfg in (lora, randlora):
         assert cfg.task.label_smoothing == 0.1  # NLG/train.sh --label_smooth 0.1
+        assert cfg.optim.eps == 1e-6 and list(cfg.optim.betas) == [0.9, 0.999]  # optimizer.py, --adam_beta2 0.999
         assert cfg.backbone.split_fused_qkv and cfg.adapter.targets == "gpt2_qv_mlp"  # NLG/src/model.py
     assert (lora.adapter.rank, lora.adapter.alpha, lora.adapter.dropout) == (16, 32, 0.1)  # train.sh: lora16
     assert (randlora.adapter.rank, randlora.adapter.alpha, randlora.adapter.scaling) == (20, 40, "authors_llm")

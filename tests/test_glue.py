@@ -103,6 +103,19 @@ def test_glue_draws_a_new_basis_for_every_run_seed_as_the_authors_did(adapter):
                            "adapter.basis_seed=0"]).adapter.basis_seed == 0  # still settable
 
 
+def test_glue_optimizer_is_run_glue_pys_transformers_adamw():
+    from randlora.optim import build_optimizer
+    from randlora.utils.config import compose_config
+
+    cfg = compose_config(["experiment=glue/lora", "task.dataset=rte"])
+    # transformers.AdamW(params, lr): betas (0.9, 0.999), eps 1e-6, no weight decay; 6 % linear warm-up
+    assert cfg.optim.eps == 1e-6 and cfg.optim.weight_decay == 0.0 and cfg.optim.warmup_ratio == 0.06
+    import torch
+
+    model = torch.nn.Linear(2, 2)
+    assert build_optimizer(model, dict(cfg.optim)).defaults["eps"] == 1e-6
+
+
 def test_glue_randlora_scales_like_the_authors_vendored_peft():
     """GLUE/peft is their commonsense PEFT: s = α/(r·√n) with α = 2r, λ = 0, γ = 1/min_dim (c7a6515)."""
     from randlora.adapters import AdapterConfig
