@@ -173,6 +173,7 @@ def test_e2e_experiment_is_the_authors_nlg_recipe():
         assert cfg.task.label_smoothing == 0.1  # NLG/train.sh --label_smooth 0.1
         assert cfg.optim.eps == 1e-6 and list(cfg.optim.betas) == [0.9, 0.999]  # optimizer.py, --adam_beta2 0.999
         assert cfg.backbone.split_fused_qkv and cfg.adapter.targets == "gpt2_qv_mlp"  # NLG/src/model.py
+        assert list(cfg.adapter.dropout_targets) == ["c_attn.q", "c_attn.v"]  # MergedLinear only: Conv* have none
     assert (lora.adapter.rank, lora.adapter.alpha, lora.adapter.dropout) == (16, 32, 0.1)  # train.sh: lora16
     assert (randlora.adapter.rank, randlora.adapter.alpha, randlora.adapter.scaling) == (20, 40, "authors_llm")
     assert randlora.adapter.num_bases_rule == "floor_plus_one" and randlora.adapter.basis_seed == 8
@@ -209,6 +210,29 @@ def test_split_qkv_keeps_gpt2s_outputs_and_adapters_reach_q_and_v_but_not_k():
     attention = backbone.model.transformer.h[0].attn.c_attn
     assert isinstance(attention.q, AdaptedLayer) and isinstance(attention.v, AdaptedLayer)
     assert not isinstance(attention.k, AdaptedLayer) and not attention.k.weight.requires_grad
+
+
+@pytest.mark.parametrize("adapter", ["lora", "randlora"])
+def test_e2e_puts_dropout_on_the_attention_adapters_only(adapter):
+    from torch import nn
+
+    from randlora.adapters import inject
+    from randlora.backbones import build_backbone
+    from randlora.train import adapter_settings
+    from randlora.utils.config import compose_config
+
+    cfg = compose_config([f"experiment=e2e/{adapter}", "backbone=tiny_gpt2", "adapter.rank=4"])
+    backbone = build_backbone(cfg.backbone, None)
+    settings = adapter_settings(cfg.adapter, backbone)
+    inject(backbone, settings)
+    block = backbone.model.transformer.h[1]
+    for layer in (block.attn.c_attn.q, block.attn.c_attn.v):
+        assert isinstance(layer.dropout, nn.Dropout) and layer.dropout.p == 0.1
+    for layer in (block.mlp.c_fc, block.mlp.c_proj):
+        assert isinstance(layer.dropout, nn.Identity)
+    fresh = build_backbone(cfg.backbone, None)
+    with pytest.raises(ValueError, match="adapter.dropout_targets entry 'c_attn.k' names no adapted layer"):
+        inject(fresh, {**settings, "dropout_targets": ["c_attn.q", "c_attn.k"]})
 
 
 def test_e2e_trains_the_authors_parameter_counts_on_gpt2_medium():

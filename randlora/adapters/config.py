@@ -49,6 +49,8 @@ class AdapterConfig:
         ours: PEFT's VeRA bases (kaiming-uniform, gain √2), NoLA α = 0, β ~ N(0, 1/K), unscaled VeRA.
     targets: module-name suffixes, a preset name (see PRESETS) or a regular expression (full match).
     dropout: dropout on the adapter's input, in [0, 1).
+    dropout_targets: module-name suffixes of the adapted layers that get `dropout`; the others get none. None: all
+        of them. (The authors' E2E code has dropout on c_attn's adapters only, none on the MLP's.)
     basis_seed: seed of the frozen random bases (VeRA, NoLA, RandLoRA); training seed is separate.
     basis: RandLoRA basis distribution: dense | sparse (P(±1)=1/6) | very_sparse (P(±1)=1/(2√min_dim)).
     scaling: RandLoRA scale/init convention: ours | peft | authors_llm | authors_clip (see randlora.py);
@@ -68,6 +70,7 @@ class AdapterConfig:
     alpha: float | None = None
     targets: Any = "vit"
     dropout: float = 0.0
+    dropout_targets: list[str] | None = None
     basis_seed: int = 0
     basis: str = "dense"
     convention: str = "ours"
@@ -100,6 +103,12 @@ class AdapterConfig:
             raise bad("alpha", self.alpha, "a number >= 0, or null for the method's default")
         if not is_number(self.dropout) or not 0.0 <= self.dropout < 1.0:
             raise bad("dropout", self.dropout, "a number in [0, 1)")
+        if isinstance(self.dropout_targets, str):
+            self.dropout_targets = [self.dropout_targets]
+        if self.dropout_targets is not None:
+            self.dropout_targets = [str(t) for t in self.dropout_targets]
+            if not self.dropout_targets:
+                raise bad("dropout_targets", self.dropout_targets, "module-name suffixes, or null for every target")
         if self.basis not in BASIS_KINDS:
             raise bad("basis", self.basis, f"one of {', '.join(BASIS_KINDS)}")
         if self.convention not in CONVENTIONS:

@@ -8,6 +8,7 @@ counts of 8B-parameter models cost nothing.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from typing import Any
@@ -95,19 +96,32 @@ def inject(model: nn.Module, config: AdapterConfig | dict | Any) -> list[str]:
         bases: SharedBases | None = None
         if hasattr(cls, "make_bases"):
             bases = cls.make_bases(shapes, config, _device_of(next(iter(targets.values()))))
+        layer_configs = _layer_configs(config, list(targets))
         for (name, module), (d_out, d_in) in zip(targets.items(), shapes):
             device = _device_of(module)
             if isinstance(module, nn.MultiheadAttention):
-                adapter = cls(d_out, d_in, config, None, bases, device=device)
+                adapter = cls(d_out, d_in, layer_configs[name], None, bases, device=device)
                 parametrize.register_parametrization(module, "in_proj_weight", adapter, unsafe=True)
                 cache_during_forward(module)
             else:
-                _set_submodule(model, name, cls(d_out, d_in, config, module, bases, device=device))
+                _set_submodule(model, name, cls(d_out, d_in, layer_configs[name], module, bases, device=device))
         names = list(targets)
     _mark_extra_trainable(model, config.trainable_extra)
     object.__setattr__(model, CONFIG_ATTR, config)
     return names
 
+
+
+def _layer_configs(config: AdapterConfig, names: list[str]) -> dict[str, AdapterConfig]:
+    """Each target's config: `config`, or a copy without dropout for a layer outside `config.dropout_targets`."""
+    if config.dropout_targets is None:
+        return {name: config for name in names}
+    for pattern in config.dropout_targets:
+        if not any(_matches(name, [pattern]) for name in names):
+            raise ValueError(f"adapter.dropout_targets entry {pattern!r} names no adapted layer; adapted layers "
+                             f"look like {names[:4]}")
+    no_dropout = dataclasses.replace(config, dropout=0.0)
+    return {name: config if _matches(name, config.dropout_targets) else no_dropout for name in names}
 
 
 def adapter_config(model: nn.Module) -> AdapterConfig | None:
@@ -185,8 +199,6 @@ def match_rank(model: nn.Module | Callable[[], nn.Module], config: AdapterConfig
     ranks run from 1 to the smallest side of any adapted layer: a larger rank is no longer a rank of that layer
     (RandLoRA would reach a budget with one oversized basis instead of several real ones).
     """
-    import dataclasses
-
     base = AdapterConfig.from_any(config)
     model = model() if callable(model) and not isinstance(model, nn.Module) else model
     if ranks is None:
