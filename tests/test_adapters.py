@@ -423,3 +423,18 @@ def test_adapter_file_without_scales_refused_only_where_a_default_changed(tmp_pa
         load_adapter(loaded, old)
         x = torch.randn(3, 12)
         torch.testing.assert_close(loaded(x), model(x))
+
+
+def test_every_entry_of_a_target_list_must_adapt_something():
+    # One entry that matches nothing (a typo, or a layer the backbone split into parts) is an error, not a
+    # silently smaller adapter.
+    with pytest.raises(ValueError, match=r"adapter.targets entry 'fc3' matched no nn.Linear.*while others did"):
+        inject(MLP(), dict(name="lora", rank=2, targets=["fc1", "fc3"]))
+    model = nn.Sequential()
+    model.attn = nn.Module()
+    model.attn.c_attn = nn.Module()  # a container, as GPT-2's c_attn after backbone.split_fused_qkv
+    model.attn.c_attn.q = nn.Linear(8, 8)
+    model.fc = nn.Linear(8, 8)
+    with pytest.raises(ValueError, match=r"'attn.c_attn' matched no .*it names \['attn.c_attn \(Module\)'\]"):
+        inject(model, dict(name="lora", rank=2, targets=["attn.c_attn", "fc"]))
+    assert inject(model, dict(name="lora", rank=2, targets=["c_attn.q", "fc"])) == ["attn.c_attn.q", "fc"]

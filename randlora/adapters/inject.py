@@ -57,12 +57,20 @@ def find_targets(model: nn.Module, config: AdapterConfig | dict | Any) -> dict[s
             matched[name] = module
         else:
             unsupported.append(f"{name} ({type(module).__name__})")
+    examples = [n for n, m in model.named_modules() if _supported(m)][:8]
     if not matched:
         shown = patterns.pattern if isinstance(patterns, re.Pattern) else patterns
-        examples = [n for n, m in model.named_modules() if _supported(m)][:8]
         hint = f"; names matched but not adaptable: {unsupported[:5]}" if unsupported else ""
         raise ValueError(f"adapter.targets={config.targets!r} (patterns {shown}) matched no nn.Linear, Conv1D or "
                          f"nn.MultiheadAttention module{hint}. Adaptable modules look like: {examples}")
+    if not isinstance(patterns, re.Pattern):  # every entry of a list adapts something: none is skipped silently
+        for pattern in patterns:
+            if not any(_matches(name, [pattern]) for name in matched):
+                near = [u for u in unsupported if _matches(u.split(" ")[0], [pattern])]
+                hint = f" (it names {near[:3]}, not adaptable)" if near else ""
+                raise ValueError(f"adapter.targets entry {pattern!r} matched no nn.Linear, Conv1D or "
+                                 f"nn.MultiheadAttention module{hint}, while others did: drop it or name "
+                                 f"adaptable modules, which look like {examples}")
     return matched
 
 
