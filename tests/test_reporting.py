@@ -410,6 +410,18 @@ def test_points_table_one_row_per_point_lr_chosen_by_validation(tmp_path):
     assert any("Failed runs, not averaged in: 1" in note for note in table.footnotes)
 
 
+def test_points_table_without_validation_says_how_it_chose_and_never_uses_the_test_metric(tmp_path):
+    """Two lrs and no validation split (the offline commonsense runs): the footnote must not claim a choice by
+    validation, and the better test score does not win: the setting with more seeds is shown."""
+    for lr, seeds, test in ((1e-3, (0, 1), 0.25), (3e-3, (0,), 0.40)):
+        for seed in seeds:
+            write_result(tmp_path, f"l8-{lr}-{seed}", task="commonsense", backbone="smollm2", adapter="lora",
+                         rank=8, lr=lr, seed=seed, trainable=1600, metrics={"test/acc": test})
+    table = rio.points_table(rio.summarise(rio.collect(tmp_path)), "test/acc")
+    assert table.rows == [["LoRA r8", "1,600", "0.001", "25.0 ± 0.0", "2"]]
+    assert "best validation" not in table.footnotes[0] and "no validation metric" in table.footnotes[0]
+
+
 def test_subtasks_table_per_task_accuracy_and_extraction_share(tmp_path):
     """Commonsense runs: one column per task and the mean, for test/acc and for test/extracted (in %)."""
     for adapter, rank, trainable, seeds in (("lora", 8, 1600, (0, 1)), ("none", None, 0, (0,))):
