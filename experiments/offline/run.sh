@@ -56,7 +56,7 @@ tweets() {
 commonsense() {
   # Table 1's code path on a real decoder: SmolLM2-135M-Instruct (scripts/setup_smollm2.py makes its folder) on
   # real LLM-Adapters data (COMMONSENSE_DIR: the 7 test sets, training files in its train/). One run at a time
-  # on all cores (about 4 min each on an idle 2-core machine, 50 min for the set). Zero-shot; LoRA rank 8
+  # on all cores (4-13 min each on a 2-core machine, about 2 h for the set). Zero-shot; LoRA rank 8
   # (1,658,880 trainable) and RandLoRA at that budget (authors_llm conventions), 2 seeds each at lr 1e-3 and
   # 3e-3 (10x and 30x the paper's 1e-4, which 64 steps need; the paper gives both the same lr); VeRA (1e-1, 10x
   # its 1e-2), NoLA (1e-3) and FT (1e-4: 10x would be far above any full fine-tuning lr) once.
