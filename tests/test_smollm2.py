@@ -14,8 +14,8 @@ from randlora.adapters import count_parameters, inject, load_adapter, param_grou
 from randlora.backbones import build_backbone
 from randlora.data import commonsense
 
-ADAPTERS = {
-    "full": {"name": "full", "targets": []},
+ADAPTERS = {  # "lr": the step size of the two-step check (FT at the adapters' 1e-3 turns SmolLM2 into newlines)
+    "full": {"name": "full", "targets": [], "lr": 1e-4},
     "lora": {"name": "lora", "rank": 4},
     "vera": {"name": "vera", "rank": 16},
     "nola": {"name": "nola", "rank": 1, "num_bases": 16},
@@ -46,7 +46,9 @@ def _records() -> list[dict[str, str]]:
 
 def _train_two_steps_and_generate(backbone, adapter: dict, tmp_path: Path) -> list[str]:
     """Inject `adapter`, take two AdamW steps on the 4 records, check the adapter file round-trips, generate."""
-    settings = {**adapter, "targets": adapter.get("targets", backbone.default_targets)}
+    lr = adapter.get("lr", 1e-3)
+    settings = {**{k: v for k, v in adapter.items() if k != "lr"},
+                "targets": adapter.get("targets", backbone.default_targets)}
     if isinstance(settings["targets"], str):
         settings["targets"] = backbone.target_presets[settings["targets"]]
     inject(backbone, settings)
@@ -54,7 +56,7 @@ def _train_two_steps_and_generate(backbone, adapter: dict, tmp_path: Path) -> li
     assert 0 < trainable <= total
     collate = commonsense.CausalLMCollator(backbone.tokenizer, cutoff_len=256, train_on_inputs=True)
     batch = collate(_records())
-    optimizer = torch.optim.AdamW(param_groups(backbone, lr=1e-3, weight_decay=0.0))
+    optimizer = torch.optim.AdamW(param_groups(backbone, lr=lr, weight_decay=0.0))
     backbone.train()
     losses = []
     for _ in range(2):
