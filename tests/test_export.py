@@ -127,6 +127,8 @@ def test_merged_export_reloads_with_the_adapted_outputs(tmp_path, backbone):
     elif backbone == "tiny_vit":
         import timm
 
+        # The README's reload command: timm's `local-dir:` reads config.json and model.safetensors from the folder
+        # (no hub access; the suite runs with HF_HUB_OFFLINE=1).
         reloaded = logits(backbone, timm.create_model(f"local-dir:{out}", pretrained=True).eval(), x)
     else:
         import open_clip

@@ -134,6 +134,13 @@ def metric_label(metric: str) -> str:
     return f"{split} {name}" + (" (lower is better)" if lower_is_better(metric) else "")
 
 
+def validation_column(rows: pd.DataFrame, metric: str) -> str | None:
+    """The validation counterpart of ``metric`` that ``rows`` measured (``val/<name>_best``, else ``val/<name>``)."""
+    name = metric.partition("/")[2]
+    return next((c for c in (f"val/{name}_best", f"val/{name}") if f"{c}:mean" in rows.columns
+                 and rows[f"{c}:mean"].notna().any()), None)
+
+
 def pick_best(rows: pd.DataFrame, metric: str) -> tuple[pd.Series | None, str | None]:
     """The ok row with ``metric`` to report when several share a table cell or plot point, and a note saying so.
 
@@ -145,9 +152,7 @@ def pick_best(rows: pd.DataFrame, metric: str) -> tuple[pd.Series | None, str | 
         rows = rows[rows[f"{metric}:mean"].notna()]
     if len(rows) < 2:
         return (rows.iloc[0], None) if len(rows) else (None, None)
-    name = metric.partition("/")[2]
-    val = next((c for c in (f"val/{name}_best", f"val/{name}") if f"{c}:mean" in rows.columns
-                and rows[f"{c}:mean"].notna().any()), None)
+    val = validation_column(rows, metric)
     if val is None:
         return rows.sort_values("n", ascending=False, kind="stable").iloc[0], \
             f"{len(rows)} configurations; no validation metric, most seeds shown"

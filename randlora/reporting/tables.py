@@ -13,7 +13,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from randlora.reporting.summary import best_per, key_columns, metric_scale, norm_key
+from randlora.reporting.summary import best_per, key_columns, metric_scale, norm_key, validation_column
 
 MISSING_CELL = "—"
 ADAPTER_LABELS = {"full": "FT", "lora": "LoRA", "loraplus": "LoRA+", "vera": "VeRA", "nola": "NoLA",
@@ -116,11 +116,8 @@ def points_table(summary: pd.DataFrame, metric: str, title: str | None = None) -
             format_cell(r[f"{metric}:mean"] * scale, r[f"{metric}:std"] * scale, int(r["n"]), digits=digits),
             str(int(r["n"]))])
     header = shown + ["adapter", "trainable", "lr", f"{metric}{' (%)' if scale == 100 else ''}", "seeds"]
-    name = metric.partition("/")[2]
-    validated = any(f"{c}:mean" in summary.columns and summary[f"{c}:mean"].notna().any()
-                    for c in (f"val/{name}_best", f"val/{name}"))
     notes = ["mean ± std over seeds; where several learning rates (or other settings) share a row, the one with the "
-             + ("best validation score is shown." if validated else
+             + ("best validation score is shown." if validation_column(summary, metric) else
                 "most seeds is shown (the first in the summary on a tie): these runs have no validation metric to "
                 "choose by, and the test metric is never used to choose; the summary table shows every setting.")]
     if n_failed := int(summary["n_failed"].fillna(0).sum()):
